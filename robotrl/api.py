@@ -1,0 +1,97 @@
+"""The Python API: `DDPG("reach", seed=0).learn(20_000)`, `.save`, `.load`, `.export`, `load_policy`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robotrl.config import RobotrlError
+from robotrl.evaluate import EvalResult, evaluate_path, is_torchscript, load_policy_file
+from robotrl.export import ExportResult, export_checkpoint
+from robotrl.loop import Run, build_run, evaluate_run, load_run, save_run, train
+
+
+class Trainer:
+    """A training run of one algorithm on one task, driven from Python."""
+
+    algo: ClassVar[str]
+
+    def __init__(self, task: str | gym.Env, seed: int = 0, run_dir: str | Path | None = None,
+                 **overrides: Any) -> None:
+        self.run: Run = build_run(task, self.algo, seed=seed, overrides=overrides, run_dir=run_dir)
+        self._checkpoint: Path | None = None
+
+    @classmethod
+    def _from_run(cls, run: Run) -> Trainer:
+        obj = cls.__new__(cls)
+        obj.run, obj._checkpoint = run, None
+        return obj
+
+    def learn(self, steps: int, progress: bool = False) -> Trainer:
+        """Train for `steps` more environment steps."""
+        train(self.run, self.run.step + steps, progress=progress)
+        return self
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action in actuator units for a raw observation (or a batch)."""
+        return self.policy()(torch.as_tensor(np.asarray(obs, dtype=np.float32))).detach().numpy()
+
+    def policy(self) -> torch.nn.Module:
+        from robotrl.evaluate import deployed_policy
+
+        low, high = self.run.action_bounds()
+        return deployed_policy(self.run.agent.policy(), self.run.normalizer, low, high)
+
+    def evaluate(self, episodes: int = 10) -> EvalResult:
+        return evaluate_run(self.run, episodes)
+
+    def save(self, path: str | Path, with_replay: bool = False) -> Path:
+        """Checkpoint networks, targets, optimisers, normaliser, noise and RNG states (atomically)."""
+        self._checkpoint = save_run(self.run, path, with_replay=with_replay)
+        return self._checkpoint
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trainer:
+        run = load_run(path)
+        if run.algo.name != cls.algo:
+            raise RobotrlError(f"{path} holds a {run.algo.name} checkpoint, not {cls.algo}")
+        return cls._from_run(run)
+
+    def export(self, path: str | Path) -> ExportResult:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = save_run(self.run, Path(tmp) / "export.pt", with_replay=False)
+            return export_checkpoint(ckpt, path)
+
+
+class DDPG(Trainer):
+    """DDPG (Lillicrap et al. 2015) with OU exploration and Polyak-averaged targets."""
+
+    algo = "ddpg"
+
+
+class LoadedPolicy:
+    """A deployable policy: call it with a numpy array (returns numpy) or a torch tensor (returns torch)."""
+
+    def __init__(self, module: torch.nn.Module, card: dict[str, Any]) -> None:
+        self.module, self.card = module, card
+
+    def __call__(self, obs: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        with torch.no_grad():
+            if isinstance(obs, torch.Tensor):
+                return self.module(obs)
+            return self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Load an exported .pt (with its .json card), a checkpoint or a run directory as a policy."""
+    module, meta = load_policy_file(path)
+    return LoadedPolicy(module, meta)
+
+
+__all__ = ["DDPG", "Trainer", "LoadedPolicy", "load_policy", "evaluate_path", "is_torchscript"]

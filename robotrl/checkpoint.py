@@ -1,0 +1,62 @@
+"""Checkpoints: plain state dicts, written atomically, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robotrl.config import RobotrlError
+
+FORMAT = "robotrl-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint; every failure is a RobotrlError naming the path and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise RobotrlError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise RobotrlError(f"expected a checkpoint file, got a directory: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RobotrlError(f"{path} is not a readable robotrl checkpoint (corrupt or truncated?): "
+                           f"{first[:160]}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RobotrlError(f"{path} is not a robotrl checkpoint (foreign file: no '{FORMAT}' marker)")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RobotrlError(f"{path} has checkpoint format version {version}; this robotrl reads version "
+                           f"{FORMAT_VERSION} (re-train or export it with the robotrl that wrote it)")
+    return data

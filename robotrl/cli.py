@@ -1,0 +1,150 @@
+"""`robotrl train | eval | export | list`. User mistakes exit 2 with a one-line message on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from robotrl.config import RobotrlError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise RobotrlError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="robotrl", description="Train, evaluate and export MuJoCo control policies.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train an agent on a task (or resume a run)")
+    t.add_argument("task", nargs="?", help="task name (see `robotrl list`)")
+    t.add_argument("--algo", default="ddpg", help="algorithm (default: ddpg)")
+    t.add_argument("--steps", type=int, help="total environment steps (default: the card's total_steps)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="run directory (default: runs/<task>-<algo>-s<seed>-<time>)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
+
+    e = sub.add_parser("eval", help="evaluate a run directory, checkpoint or exported .pt")
+    e.add_argument("path")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="export a run directory or checkpoint to TorchScript")
+    x.add_argument("path")
+    x.add_argument("-o", "--output", required=True, help="output file, e.g. policies/reach-ddpg.pt")
+    x.add_argument("--json", action="store_true")
+
+    sub.add_parser("list", help="list tasks and algorithms")
+    return p
+
+
+def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:  # strict JSON: NaN (no success criterion) becomes null
+        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in result.items()}
+        print(json.dumps(clean))
+    else:
+        print("\n".join(lines))
+
+
+def _fmt_success(rate: float) -> str:
+    return "n/a" if math.isnan(rate) else f"{rate:.0%}"
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from robotrl.config import parse_overrides
+    from robotrl.loop import build_run, load_run, train
+
+    if args.resume:
+        if args.task or args.set:
+            raise RobotrlError("--resume continues a run as configured; do not pass a task or --set with it")
+        run_dir = Path(args.resume)
+        ckpt = run_dir / "checkpoints" / "last.pt"
+        if not ckpt.is_file():
+            raise RobotrlError(f"cannot resume: {ckpt} not found (is {run_dir} a run directory?)")
+        run = load_run(ckpt, run_dir=run_dir)
+    else:
+        if not args.task:
+            raise RobotrlError("train needs a TASK (see `robotrl list`) or --resume RUN_DIR")
+        overrides = parse_overrides(args.set)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{args.task}-{args.algo}-s{args.seed}-{stamp}"
+        run = build_run(args.task, args.algo, seed=args.seed, overrides=overrides, run_dir=run_dir)
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise RobotrlError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    steps = args.steps if args.steps is not None else run.loop_cfg.total_steps
+    if steps <= 0:
+        raise RobotrlError(f"--steps must be positive, got {steps}")
+    result = train(run, steps, progress=not args.no_progress)
+    _emit(result, args.json, [
+        f"run: {result['run_dir']}",
+        f"steps: {result['steps']}  ({result['steps_per_s']} steps/s, {result['wall_time_s']} s)",
+        f"eval return: {result['eval_mean_return']:.2f} ± {result['eval_std_return']:.2f}  "
+        f"success: {_fmt_success(result['eval_success_rate'])}",
+    ])
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from robotrl.evaluate import evaluate_path
+
+    if args.episodes <= 0:
+        raise RobotrlError(f"--episodes must be positive, got {args.episodes}")
+    r = evaluate_path(args.path, episodes=args.episodes, seed=args.seed)
+    result = {"mean_return": r.mean_return, "std_return": r.std_return, "success_rate": r.success_rate,
+              "episodes": r.episodes}
+    _emit(result, args.json, [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
+                              f"{r.episodes} episodes, success {_fmt_success(r.success_rate)}"])
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from robotrl.export import export_checkpoint
+
+    command = "robotrl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    r = export_checkpoint(args.path, args.output, command=command)
+    _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff}, args.json,
+          [f"exported {r.path} (+ {r.card_path}); verified on {r.observations_checked} observations, "
+           f"max |diff| {r.max_abs_diff:.2g}"])
+
+
+def cmd_list(_: argparse.Namespace) -> None:
+    from robotrl.algos import ALGOS
+    from robotrl.envs import list_tasks, load_card
+
+    print("tasks:")
+    for name in list_tasks():
+        card = load_card(name)
+        algos = ", ".join(card.algos) or "-"
+        print(f"  {name:<10} {card.env_id:<22} horizon {card.horizon:<5} tuned: {algos:<12} {card.description}")
+    print("algorithms:")
+    for spec in ALGOS.values():
+        print(f"  {spec.name:<10} {spec.summary}")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except RobotrlError as exc:
+        print(f"robotrl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robotrl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

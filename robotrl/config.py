@@ -1,0 +1,154 @@
+"""Dataclass configs, YAML / --set merging and strict validation.
+
+A run is configured by two dataclasses: `LoopConfig` (the shared training loop) and the
+algorithm's own config (e.g. `DDPGConfig`). Keys are flat and unique across both, so a task
+card's `algos.<algo>` block and `--set key=value` overrides use the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class RobotrlError(Exception):
+    """A user mistake (bad config, path, task, checkpoint). The CLI prints it as one line."""
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the one off-policy training loop, shared by every algorithm."""
+
+    total_steps: int = 100_000
+    """Environment steps to train for when --steps is not given."""
+    warmup_steps: int = 10_000
+    """Steps of uniformly random actions before the policy acts and updates start."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (preallocated)."""
+    updates_per_step: float = 1.0
+    """Update-to-data ratio: gradient updates per environment step (may be fractional, e.g. 0.5)."""
+    eval_every: int = 5_000
+    """Run a deterministic evaluation every this many environment steps (0 disables)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation and for the final evaluation."""
+    checkpoint_every: int = 0
+    """Write checkpoints/last.pt every this many steps (0: only at the end of training)."""
+    normalize_obs: bool = True
+    """Keep a running mean/std of observations; it is frozen into exported policies."""
+    torch_threads: int = 1
+    """CPU threads for torch; small MLPs run fastest on one thread."""
+    device: str = "cpu"
+    """Torch device for networks and updates ("cpu", "cuda", "cuda:1")."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (tuple, list):
+        return f"list of {_type_name(get_args(tp)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp` or raise a RobotrlError naming the key and the expected type."""
+    origin = get_origin(tp)
+
+    def bad() -> RobotrlError:
+        return RobotrlError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise RobotrlError(f"config key '{key}' must be one of {', '.join(map(repr, get_args(tp)))}, "
+                               f"got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except RobotrlError:
+                pass
+        raise bad()
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise bad()
+        (inner,) = get_args(tp)[:1]
+        return tuple(_coerce(v, inner, key) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def build(cls: type, values: dict[str, Any], source: str) -> Any:
+    """Build dataclass `cls` from `values`, validating every key and type."""
+    hints = typing.get_type_hints(cls)
+    known = field_names(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise RobotrlError(f"unknown config key '{key}' in {source}; valid keys: {', '.join(known)}")
+        kwargs[key] = _coerce(value, hints[key], key)
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Parse `--set key=value` strings; values are YAML scalars or lists (e.g. `hidden=[64,64]`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise RobotrlError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise RobotrlError(f"--set {key}: cannot parse value {raw!r}") from None
+    return out
+
+
+def split_run_config(algo_cls: type, values: dict[str, Any], source: str) -> tuple[LoopConfig, Any]:
+    """Split one flat dict into (LoopConfig, <Algo>Config), rejecting keys neither knows."""
+    loop_keys = set(field_names(LoopConfig))
+    algo_keys = set(field_names(algo_cls))
+    unknown = [k for k in values if k not in loop_keys | algo_keys]
+    if unknown:
+        valid = ", ".join(sorted(loop_keys | algo_keys))
+        raise RobotrlError(f"unknown config key '{unknown[0]}' in {source}; valid keys: {valid}")
+    loop = build(LoopConfig, {k: v for k, v in values.items() if k in loop_keys}, source)
+    algo = build(algo_cls, {k: v for k, v in values.items() if k in algo_keys}, source)
+    return loop, algo
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,139 @@
+"""Task cards (envs/<task>.yaml) and the gymnasium environments built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+import yaml
+from gymnasium.wrappers import RescaleAction
+
+from robotrl.config import RobotrlError
+from robotrl.resources import data_dir
+
+
+def _planar_distance(env: gym.Env, body_a: str, body_b: str) -> float:
+    u = env.unwrapped
+    return float(np.linalg.norm(u.get_body_com(body_a)[:2] - u.get_body_com(body_b)[:2]))
+
+
+# Named success metrics a card can refer to: each returns a distance in metres (success when below threshold).
+SUCCESS_METRICS = {
+    "fingertip_to_target": lambda env: _planar_distance(env, "fingertip", "target"),
+    "object_to_goal": lambda env: _planar_distance(env, "object", "goal"),
+}
+
+
+@dataclass
+class SuccessSpec:
+    metric: str
+    threshold: float
+
+
+@dataclass
+class TaskCard:
+    name: str
+    env_id: str
+    horizon: int
+    description: str = ""
+    success: SuccessSpec | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    algos: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def cards_dir() -> Path:
+    return data_dir("task_cards")
+
+
+def list_tasks() -> list[str]:
+    return sorted(p.stem for p in cards_dir().glob("*.yaml"))
+
+
+def load_card(name: str) -> TaskCard:
+    path = cards_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise RobotrlError(f"unknown task '{name}'; known tasks: {', '.join(list_tasks())}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {"name", "env_id", "horizon", "description", "success", "env_kwargs", "algos"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise RobotrlError(f"task card {path}: unknown key '{unknown[0]}'; valid keys: {', '.join(sorted(known))}")
+    success = raw.get("success")
+    if success is not None:
+        if success.get("metric") not in SUCCESS_METRICS:
+            raise RobotrlError(f"task card {path}: success.metric must be one of {', '.join(SUCCESS_METRICS)}")
+        success = SuccessSpec(metric=success["metric"], threshold=float(success["threshold"]))
+    return TaskCard(name=raw.get("name", name), env_id=raw["env_id"], horizon=int(raw["horizon"]),
+                    description=raw.get("description", ""), success=success,
+                    env_kwargs=raw.get("env_kwargs") or {}, algos=raw.get("algos") or {})
+
+
+class SuccessInfo(gym.Wrapper):
+    """Adds info['is_success'] and info['success_distance'] after every step (judged at episode end)."""
+
+    def __init__(self, env: gym.Env, spec: SuccessSpec):
+        super().__init__(env)
+        self.metric, self.threshold = SUCCESS_METRICS[spec.metric], spec.threshold
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        distance = self.metric(self.env)
+        info["success_distance"] = distance
+        info["is_success"] = distance < self.threshold
+        return obs, reward, terminated, truncated, info
+
+
+def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
+             render_mode: str | None = None) -> gym.Env:
+    """Build the task's env. With normalize_actions the agent side acts in [-1, 1]; the rescale to the
+    actuator bounds (which may differ per dimension) happens here, once."""
+    if isinstance(task, gym.Env):
+        env = task
+    else:
+        card = task if isinstance(task, TaskCard) else load_card(task)
+        env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **card.env_kwargs)
+        if card.success is not None:
+            env = SuccessInfo(env, card.success)
+    if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
+        raise RobotrlError(f"robotrl needs a flat Box action space, got {env.action_space}")
+    if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
+        raise RobotrlError("robotrl needs finite action bounds to rescale actions into [-1, 1]")
+    if normalize_actions:
+        ones = np.ones(env.action_space.shape, dtype=np.float32)
+        env = RescaleAction(env, -ones, ones)
+    return env
+
+
+def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    return None
+
+
+def get_env_state(env: gym.Env) -> dict[str, Any]:
+    """Everything needed to continue a MuJoCo episode bit for bit: the full integration state
+    (qpos, qvel, act, warm-start, ctrl, ...), the env's RNG and the time-limit counter."""
+    u = env.unwrapped
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(u.model, spec), dtype=np.float64)
+    mujoco.mj_getState(u.model, u.data, state, spec)
+    limit = _time_limit(env)
+    return {"mj_state": torch.from_numpy(state), "np_random": u.np_random.bit_generator.state,
+            "elapsed_steps": limit._elapsed_steps if limit is not None else 0}
+
+
+def set_env_state(env: gym.Env, saved: dict[str, Any]) -> None:
+    u = env.unwrapped
+    mujoco.mj_setState(u.model, u.data, saved["mj_state"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
+    mujoco.mj_forward(u.model, u.data)
+    u.np_random.bit_generator.state = saved["np_random"]
+    limit = _time_limit(env)
+    if limit is not None:
+        limit._elapsed_steps = saved["elapsed_steps"]

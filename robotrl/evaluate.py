@@ -1,0 +1,144 @@
+"""Evaluate a policy for N deterministic episodes: a live agent, a checkpoint, a run directory or an
+exported TorchScript file. All paths go through the same DeployedPolicy the export writes."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robotrl.algos import get_algo
+from robotrl.checkpoint import load_checkpoint
+from robotrl.config import RobotrlError, split_run_config
+from robotrl.envs import make_env
+from robotrl.nets import DeployedPolicy, ObsNormalizer
+
+
+@dataclass
+class EvalResult:
+    mean_return: float
+    std_return: float
+    success_rate: float  # NaN when the task defines no success criterion
+    episodes: int
+    returns: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values; NaN success rate (no criterion) becomes None so JSON stays strict."""
+        d = asdict(self)
+        if math.isnan(d["success_rate"]):
+            d["success_rate"] = None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
+        rate = d["success_rate"]
+        return cls(**{**d, "success_rate": math.nan if rate is None else rate})
+
+
+def deployed_policy(policy: nn.Module, normalizer: ObsNormalizer, low: np.ndarray,
+                    high: np.ndarray) -> DeployedPolicy:
+    mean, inv_std = normalizer.scale_shift()
+    clip = normalizer.clip if normalizer.enabled else math.inf
+    return DeployedPolicy(policy, mean, inv_std, clip, torch.as_tensor(low), torch.as_tensor(high)).eval()
+
+
+def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, episodes: int,
+                 seed: int) -> EvalResult:
+    """Roll out `policy` (raw obs -> action in actuator units) on `env` (not action-normalised).
+
+    Episode i is reset with seed + i, so the same seed gives the same initial states for any policy.
+    Success is judged on the last step's info['is_success'].
+    """
+    returns, successes = [], []
+    for i in range(episodes):
+        obs, info = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            with torch.no_grad():
+                action = policy(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        if "is_success" in info:
+            successes.append(float(info["is_success"]))
+    return EvalResult(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
+                      success_rate=float(np.mean(successes)) if successes else math.nan,
+                      episodes=episodes, returns=returns)
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any]) -> DeployedPolicy:
+    """Rebuild the deployable policy (normaliser -> actor -> rescale) from a loaded checkpoint."""
+    spec = get_algo(ckpt["algo"])
+    _, algo_cfg = split_run_config(spec.config_cls, {**ckpt["loop_config"], **ckpt["algo_config"]}, "checkpoint")
+    agent = spec.agent_cls(ckpt["obs_dim"], ckpt["action_dim"], algo_cfg, seed=ckpt["seed"], device="cpu")
+    normalizer = ObsNormalizer(ckpt["obs_dim"], enabled=ckpt["loop_config"]["normalize_obs"])
+    try:
+        agent.load_state_dict(ckpt["agent"])
+        normalizer.load_state_dict(ckpt["normalizer"])
+    except (KeyError, RuntimeError) as exc:
+        raise RobotrlError(f"checkpoint does not match {ckpt['algo']}: {str(exc).splitlines()[0][:160]}") from None
+    return deployed_policy(agent.policy(), normalizer, ckpt["action_low"].numpy(), ckpt["action_high"].numpy())
+
+
+def is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in zf.namelist())
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory means its checkpoints/last.pt."""
+    path = Path(path)
+    if not path.exists():
+        raise RobotrlError(f"path not found: {path}")
+    if path.is_dir():
+        last = path / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise RobotrlError(f"{path} is a directory but not a run directory (no checkpoints/last.pt)")
+        return last
+    return path
+
+
+def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(policy module, metadata with at least 'task') for a run dir, checkpoint or exported .pt."""
+    path = resolve_checkpoint(path)
+    if is_torchscript(path):
+        import json
+
+        card_path = path.with_suffix(".json")
+        if not card_path.is_file():
+            raise RobotrlError(f"exported policy {path} has no card {card_path} (needed for the task name)")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise RobotrlError(f"{path} is not a loadable TorchScript policy: {str(exc).splitlines()[0][:160]}") \
+                from None
+        return module, json.loads(card_path.read_text())
+    ckpt = load_checkpoint(path)
+    return policy_from_checkpoint(ckpt), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"]}
+
+
+def evaluate_path(path: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
+    policy, meta = load_policy_file(path)
+    env = make_env(meta["task"], normalize_actions=False) if _is_card(meta["task"]) else \
+        make_env(gym.make(meta["task"]), normalize_actions=False)
+    try:
+        return run_episodes(policy, env, episodes, seed)
+    finally:
+        env.close()
+
+
+def _is_card(task: str) -> bool:
+    from robotrl.envs import list_tasks
+
+    return task in list_tasks()

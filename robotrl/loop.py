@@ -1,0 +1,345 @@
+"""The one off-policy training loop: collect, store, update, evaluate, log, checkpoint.
+
+It knows an algorithm only through the Agent contract (see robotrl.algos). A `Run` holds everything
+a training run owns, and all of it goes into the checkpoint, so `resume` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robotrl._version import __version__
+from robotrl.algos import AlgoSpec, get_algo
+from robotrl.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from robotrl.config import LoopConfig, RobotrlError, split_run_config, to_dict
+from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state
+from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
+from robotrl.nets import ObsNormalizer
+from robotrl.replay import ReplayBuffer
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from training
+CSV_BASE_COLUMNS = ["step", "episodes", "time_s", "steps_per_s", "recent_return",
+                    "eval_mean_return", "eval_std_return", "eval_success_rate"]
+
+
+@dataclass
+class Run:
+    task: str
+    card: TaskCard | None
+    algo: AlgoSpec
+    seed: int
+    loop_cfg: LoopConfig
+    algo_cfg: Any
+    env: gym.Env
+    eval_env: gym.Env
+    agent: Any
+    buffer: ReplayBuffer
+    normalizer: ObsNormalizer
+    run_dir: Path | None = None
+    step: int = 0
+    episodes: int = 0
+    update_credit: float = 0.0
+    obs: np.ndarray | None = None
+    episode_return: float = 0.0
+    episode_len: int = 0
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    last_eval: EvalResult | None = None
+    elapsed_s: float = 0.0
+    progress_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.env.observation_space.shape[0])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.env.action_space.shape[0])
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.eval_env.action_space
+        return raw.low.astype(np.float32), raw.high.astype(np.float32)
+
+
+def run_values(card: TaskCard | None, algo: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """config defaults <- task card algos.<algo> <- overrides (--set)."""
+    values = dict(card.algos.get(algo, {})) if card is not None else {}
+    values.update(overrides)
+    return values
+
+
+def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str, Any] | None = None,
+              run_dir: str | Path | None = None) -> Run:
+    spec = get_algo(algo)
+    card = None if isinstance(task, gym.Env) else load_card(task)
+    source = f"task card '{card.name}' / --set" if card else "overrides"
+    loop_cfg, algo_cfg = split_run_config(spec.config_cls, run_values(card, algo, overrides or {}), source)
+    torch.set_num_threads(loop_cfg.torch_threads)
+    if isinstance(task, gym.Env):
+        env = make_env(task)
+        env_id = task.spec.id if task.spec is not None else None
+        if env_id is None:
+            raise RobotrlError("a gymnasium env passed to robotrl needs a registered spec (gymnasium.make)")
+        eval_env = make_env(gym.make(env_id), normalize_actions=False)
+        name = env_id
+    else:
+        env, eval_env, name = make_env(card), make_env(card, normalize_actions=False), card.name
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        raise RobotrlError(f"robotrl needs a flat Box observation space, got {env.observation_space}")
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    torch.manual_seed(seed)
+    agent = spec.agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device=loop_cfg.device)
+    buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1)
+    normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs)
+    return Run(task=name, card=card, algo=spec, seed=seed, loop_cfg=loop_cfg, algo_cfg=algo_cfg, env=env,
+               eval_env=eval_env, agent=agent, buffer=buffer, normalizer=normalizer,
+               run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2))
+
+
+def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
+    return run.normalizer(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+
+def evaluate_run(run: Run, episodes: int | None = None) -> EvalResult:
+    low, high = run.action_bounds()
+    policy = deployed_policy(run.agent.policy(), run.normalizer, low, high)
+    n = episodes if episodes is not None else run.loop_cfg.eval_episodes
+    return run_episodes(policy, run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
+
+
+def _start_episode(run: Run) -> None:
+    seed = run.seed if run.episodes == 0 and run.step == 0 else None
+    obs, _ = run.env.reset(seed=seed)
+    run.obs = np.asarray(obs, dtype=np.float32)
+    run.normalizer.update(run.obs)
+    run.episode_return, run.episode_len = 0.0, 0
+    run.agent.reset_episode()
+
+
+class _Logger:
+    """progress.csv (rewritten atomically when new metric columns appear) and TensorBoard events."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.tb = None
+        if run.run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run.run_dir / "tb"))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar(tag, value, step)
+
+    def row(self, row: dict[str, Any]) -> None:
+        run = self.run
+        run.progress_rows.append(row)
+        if run.run_dir is None:
+            return
+        columns = list(CSV_BASE_COLUMNS)
+        for r in run.progress_rows:
+            columns += [k for k in r if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(run.progress_rows)
+        path = run.run_dir / "progress.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
+    """Train until run.step == steps (a total, so a resumed run continues to the same target)."""
+    from tqdm import tqdm
+
+    cfg = run.loop_cfg
+    if steps < run.step:
+        raise RobotrlError(f"--steps {steps} is below the run's current step {run.step}")
+    if run.run_dir is not None:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_config(run)
+    logger = _Logger(run)
+    if run.obs is None:
+        _start_episode(run)
+    metric_sums: dict[str, float] = {}
+    metric_count = 0
+    t0, step0 = time.perf_counter(), run.step
+    bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5, desc=f"{run.algo.name} {run.task}")
+    while run.step < steps:
+        if run.step < cfg.warmup_steps:
+            action = run.rng.uniform(-1.0, 1.0, run.action_dim).astype(np.float32)
+        else:
+            action = run.agent.act(_normalized(run, run.obs), explore=True).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = run.env.step(action)
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        # Store `terminated`, not `done`: the bootstrap is cut on termination only, never on truncation.
+        run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated))
+        run.normalizer.update(next_obs)
+        run.obs = next_obs
+        run.episode_return += float(reward)
+        run.episode_len += 1
+        run.step += 1
+        bar.update(1)
+
+        if terminated or truncated:
+            run.episodes += 1
+            run.recent_returns.append(run.episode_return)
+            logger.scalar("train/episode_return", run.episode_return, run.step)
+            logger.scalar("train/episode_length", run.episode_len, run.step)
+            _start_episode(run)
+
+        if run.step >= cfg.warmup_steps and len(run.buffer) >= cfg.batch_size:
+            run.update_credit += cfg.updates_per_step
+            while run.update_credit >= 1.0:
+                run.update_credit -= 1.0
+                batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
+                batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
+                for k, v in run.agent.update(batch).items():
+                    metric_sums[k] = metric_sums.get(k, 0.0) + v
+                metric_count += 1
+
+        if cfg.eval_every > 0 and run.step % cfg.eval_every == 0 and run.step < steps:
+            _log_eval(run, logger, metric_sums, metric_count, t0, step0)
+            metric_sums, metric_count = {}, 0
+            bar.set_postfix(ret=_recent(run), eval=f"{run.last_eval.mean_return:.1f}")
+        elif run.step % 1000 == 0:
+            bar.set_postfix(ret=_recent(run))
+        if run.run_dir is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
+            save_run(run)
+    bar.close()
+    _log_eval(run, logger, metric_sums, metric_count, t0, step0)
+    logger.close()
+    run.elapsed_s += time.perf_counter() - t0
+    if run.run_dir is not None:
+        save_run(run)
+    wall = time.perf_counter() - t0
+    return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
+            "eval_mean_return": run.last_eval.mean_return, "eval_std_return": run.last_eval.std_return,
+            "eval_success_rate": run.last_eval.success_rate, "wall_time_s": round(wall, 2),
+            "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
+
+
+def _recent(run: Run) -> str:
+    return f"{np.mean(run.recent_returns):.1f}" if run.recent_returns else "-"
+
+
+def _log_eval(run: Run, logger: _Logger, metric_sums: dict[str, float], metric_count: int, t0: float,
+              step0: int) -> None:
+    wall = time.perf_counter() - t0
+    result = evaluate_run(run)
+    run.last_eval = result
+    recent = float(np.mean(run.recent_returns)) if run.recent_returns else math.nan
+    row: dict[str, Any] = {
+        "step": run.step, "episodes": run.episodes, "time_s": round(run.elapsed_s + wall, 2),
+        "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1), "recent_return": recent,
+        "eval_mean_return": result.mean_return, "eval_std_return": result.std_return,
+        "eval_success_rate": result.success_rate,
+    }
+    for k, v in metric_sums.items():
+        row[k] = v / max(metric_count, 1)
+        logger.scalar(f"train/{k}", row[k], run.step)
+    logger.scalar("eval/mean_return", result.mean_return, run.step)
+    if not math.isnan(result.success_rate):
+        logger.scalar("eval/success_rate", result.success_rate, run.step)
+    logger.row(row)
+
+
+def _write_run_config(run: Run) -> None:
+    import yaml
+
+    doc = {"task": run.task, "algo": run.algo.name, "seed": run.seed,
+           "loop": to_dict(run.loop_cfg), "algo_config": to_dict(run.algo_cfg)}
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
+    low, high = run.action_bounds()
+    payload: dict[str, Any] = {
+        "robotrl_version": __version__, "task": run.task, "algo": run.algo.name, "seed": run.seed,
+        "loop_config": to_dict(run.loop_cfg), "algo_config": to_dict(run.algo_cfg),
+        "obs_dim": run.obs_dim, "action_dim": run.action_dim,
+        "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
+        "agent": run.agent.state_dict(), "normalizer": run.normalizer.state_dict(), "step": run.step,
+        "eval": run.last_eval.as_dict() if run.last_eval else None,
+    }
+    if include_loop_state:
+        payload["loop_state"] = {
+            "episodes": run.episodes, "update_credit": run.update_credit,
+            "obs": torch.from_numpy(run.obs.copy()) if run.obs is not None else None,
+            "episode_return": run.episode_return, "episode_len": run.episode_len,
+            "recent_returns": list(run.recent_returns), "rng": run.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "env": get_env_state(run.env) if run.obs is not None else None,
+            "elapsed_s": run.elapsed_s, "progress_rows": run.progress_rows,
+        }
+    return payload
+
+
+def save_run(run: Run, path: str | Path | None = None, with_replay: bool = True) -> Path:
+    """Write checkpoints/last.pt (and replay.pt beside it) atomically."""
+    path = Path(path) if path is not None else run.run_dir / "checkpoints" / "last.pt"
+    save_checkpoint(run_payload(run), path)
+    if with_replay:
+        atomic_torch_save(run.buffer.state_dict(), path.parent / "replay.pt")
+    return path
+
+
+def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: bool = True) -> Run:
+    """Rebuild a Run from a checkpoint (and its replay.pt, when present and asked for)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    overrides = {**ckpt["loop_config"], **ckpt["algo_config"]}
+    task: str | gym.Env = ckpt["task"]
+    try:
+        load_card(ckpt["task"])
+    except RobotrlError:
+        task = gym.make(ckpt["task"])
+    run = build_run(task, ckpt["algo"], seed=ckpt["seed"], overrides=overrides, run_dir=run_dir)
+    try:
+        run.agent.load_state_dict(ckpt["agent"])
+        run.normalizer.load_state_dict(ckpt["normalizer"])
+    except (KeyError, RuntimeError) as exc:
+        raise RobotrlError(f"{path}: checkpoint does not match {ckpt['algo']} on {ckpt['task']}: "
+                           f"{str(exc).splitlines()[0][:160]}") from None
+    run.step = ckpt["step"]
+    run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
+    state = ckpt.get("loop_state")
+    if state is not None:
+        run.episodes, run.update_credit = state["episodes"], state["update_credit"]
+        run.episode_return, run.episode_len = state["episode_return"], state["episode_len"]
+        run.recent_returns.extend(state["recent_returns"])
+        run.rng.bit_generator.state = state["rng"]
+        run.elapsed_s, run.progress_rows = state["elapsed_s"], list(state["progress_rows"])
+        if state["obs"] is not None:
+            run.env.reset(seed=run.seed)
+            set_env_state(run.env, state["env"])
+            run.obs = state["obs"].numpy()
+        torch.set_rng_state(state["torch_rng"])
+    replay = path.parent / "replay.pt"
+    if with_replay and replay.exists():
+        try:
+            run.buffer.load_state_dict(torch.load(replay, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise RobotrlError(f"{replay} is not a readable replay buffer: {str(exc).splitlines()[0][:160]}") \
+                from None
+    return run

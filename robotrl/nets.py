@@ -1,0 +1,126 @@
+"""Network builders shared by the algorithms, and the running observation normaliser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, final_init: float | None = None) -> nn.Sequential:
+    """ReLU MLP. Hidden layers keep PyTorch's default uniform(±1/sqrt(fan_in)) init; with `final_init`
+    the output layer is uniform(±final_init) (Lillicrap et al. 2015 use 3e-3)."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    out = nn.Linear(last, out_dim)
+    if final_init is not None:
+        nn.init.uniform_(out.weight, -final_init, final_init)
+        nn.init.uniform_(out.bias, -final_init, final_init)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) = tanh(MLP(s)), an action in [-1, 1]^d."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], final_init: float | None = 3e-3):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, action_dim, final_init)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class QCritic(nn.Module):
+    """Q(s, a) from the concatenated state and action."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], final_init: float | None = 3e-3):
+        super().__init__()
+        self.net = mlp(obs_dim + action_dim, hidden, 1, final_init)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class ObsNormalizer(nn.Module):
+    """Running mean / variance of observations (parallel-variance update, float64 statistics).
+
+    forward() maps raw observations to clip((obs - mean) / sqrt(var + eps), ±clip) in float32.
+    Disabled, it is the identity; exported policies embed it as buffers.
+    """
+
+    def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.enabled, self.clip, self.eps = enabled, clip, eps
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, obs: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        batch = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float64)
+        n = batch.shape[0]
+        b_mean, b_var = batch.mean(0), batch.var(0, unbiased=False)
+        total = self.count + n
+        delta = b_mean - self.mean
+        m2 = self.var * self.count + b_var * n + delta.pow(2) * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1/std) as float32, for freezing into an exported module."""
+        if not self.enabled:
+            dim = self.mean.shape[0]
+            return torch.zeros(dim), torch.ones(dim)
+        return self.mean.float(), (1.0 / torch.sqrt(self.var + self.eps)).float()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        mean, inv_std = self.scale_shift()
+        return ((obs - mean.to(obs.device)) * inv_std.to(obs.device)).clamp(-self.clip, self.clip)
+
+
+class DeployedPolicy(nn.Module):
+    """raw observation -> action in actuator units, self-contained for export.
+
+    normalise (frozen statistics) -> deterministic policy in [-1, 1] -> rescale to [low, high] -> clamp.
+    A wrong observation width raises; a non-finite observation (or policy output) yields the safe action,
+    zeros in the normalised space, i.e. the bounds' midpoint.
+    """
+
+    def __init__(self, policy: nn.Module, obs_mean: torch.Tensor, obs_inv_std: torch.Tensor, obs_clip: float,
+                 low: torch.Tensor, high: torch.Tensor):
+        super().__init__()
+        self.policy = policy
+        self.obs_dim = int(obs_mean.shape[0])
+        self.obs_clip = float(obs_clip)
+        self.register_buffer("obs_mean", obs_mean.detach().clone().float())
+        self.register_buffer("obs_inv_std", obs_inv_std.detach().clone().float())
+        self.register_buffer("low", low.detach().clone().float())
+        self.register_buffer("high", high.detach().clone().float())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.shape[-1] != self.obs_dim or obs.dim() > 2 or obs.dim() == 0:
+            raise ValueError(f"expected observation of shape [{self.obs_dim}] or [batch, {self.obs_dim}], "
+                             f"got {list(obs.shape)}")
+        single = obs.dim() == 1
+        x = obs.to(torch.float32)
+        if single:
+            x = x.unsqueeze(0)
+        finite = torch.isfinite(x).all(dim=-1, keepdim=True)
+        x = torch.where(finite, x, torch.zeros_like(x))
+        x = ((x - self.obs_mean) * self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)
+        a = self.policy(x)
+        a = torch.where(finite & torch.isfinite(a), a, torch.zeros_like(a)).clamp(-1.0, 1.0)
+        action = self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+        action = torch.minimum(torch.maximum(action, self.low), self.high)
+        return action.squeeze(0) if single else action
