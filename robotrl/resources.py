@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 
 # installed package name -> folder at the repository root (mapped at build time, see pyproject.toml)
@@ -10,8 +10,12 @@ DATA_FOLDERS = {"task_cards": "envs", "assets": "assets", "policies": "policies"
 
 
 def data_dir(name: str) -> Path:
-    """The installed robotrl.<name> package folder, or the source tree's folder in an editable install."""
+    """The installed robotrl.<name> folder (a namespace package in the wheel), or the source tree's
+    folder in an editable install."""
     try:
-        return Path(str(importlib.resources.files(f"robotrl.{name}")))
+        spec = importlib.util.find_spec(f"robotrl.{name}")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[1] / DATA_FOLDERS[name]
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[1] / DATA_FOLDERS[name]

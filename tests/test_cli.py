@@ -1,0 +1,133 @@
+"""The CLI as a user runs it: subprocesses, --json results, and one-line errors that touch nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["--set", "warmup_steps=100", "--set", "batch_size=16", "--set", "eval_episodes=1",
+        "--set", "actor_hidden=[16]", "--set", "critic_hidden=[16]", "--set", "eval_every=0"]
+
+
+def robotrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robotrl.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, stdin=subprocess.DEVNULL, timeout=300)
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny CLI-trained run on reach, shared by the tests that need a real run directory."""
+    root = tmp_path_factory.mktemp("cli")
+    out = last_json(robotrl("train", "reach", "--algo", "ddpg", "--steps", "300", "--seed", "2", "--out", "run",
+                            "--no-progress", "--json", *TINY, cwd=root))
+    return root, out
+
+
+def test_list_prints_tasks_and_algorithms(tmp_path):
+    proc = robotrl("list", cwd=tmp_path)
+    assert proc.returncode == 0
+    for word in ("reach", "push", "pendulum", "cheetah", "hopper", "walker", "ant", "ddpg"):
+        assert word in proc.stdout
+
+
+def test_train_writes_run_directory_and_json(trained):
+    root, out = trained
+    assert out["steps"] == 300 and out["run_dir"] == "run" and isinstance(out["eval_mean_return"], float)
+    run = root / "run"
+    for name in ("config.yaml", "progress.csv", "checkpoints/last.pt", "checkpoints/replay.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    header = (run / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"step", "eval_mean_return", "critic_loss", "actor_loss"} <= set(header)
+
+
+def test_eval_and_export_and_eval_of_export_agree(trained):
+    root, _ = trained
+    ev = last_json(robotrl("eval", "run", "--episodes", "3", "--seed", "7", "--json", cwd=root))
+    assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes"} and ev["episodes"] == 3
+    assert 0.0 <= ev["success_rate"] <= 1.0
+    ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--json", cwd=root))
+    assert ex["max_abs_diff"] <= 1e-5 and (root / "policies" / "reach-ddpg.json").is_file()
+    ev2 = last_json(robotrl("eval", "policies/reach-ddpg.pt", "--episodes", "3", "--seed", "7", "--json", cwd=root))
+    assert ev2["mean_return"] == pytest.approx(ev["mean_return"], abs=1e-3)
+
+
+def test_resume_continues_to_the_new_total(trained, tmp_path):
+    root, _ = trained
+    import shutil
+
+    shutil.copytree(root / "run", tmp_path / "run")
+    out = last_json(robotrl("train", "--resume", "run", "--steps", "400", "--no-progress", "--json", cwd=tmp_path))
+    assert out["steps"] == 400
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robotrl: error:"), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_task(tmp_path):
+    _assert_one_line_error(robotrl("train", "reacher", cwd=tmp_path), "unknown task 'reacher'", "reach")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_algorithm(tmp_path):
+    _assert_one_line_error(robotrl("train", "reach", "--algo", "ppo", cwd=tmp_path), "unknown algorithm 'ppo'",
+                           "ddpg")
+
+
+def test_unknown_set_key(tmp_path):
+    _assert_one_line_error(robotrl("train", "reach", "--set", "lr=0.1", cwd=tmp_path),
+                           "unknown config key 'lr'", "actor_lr")
+
+
+def test_wrong_value_type(tmp_path):
+    _assert_one_line_error(robotrl("train", "reach", "--set", "batch_size=lots", cwd=tmp_path),
+                           "'batch_size' must be int", "'lots'")
+
+
+def test_missing_paths(tmp_path):
+    _assert_one_line_error(robotrl("eval", "nowhere.pt", cwd=tmp_path), "not found", "nowhere.pt")
+    _assert_one_line_error(robotrl("export", "nowhere", "-o", "x.pt", cwd=tmp_path), "not found", "nowhere")
+    _assert_one_line_error(robotrl("train", "--resume", "nowhere", cwd=tmp_path), "nowhere")
+
+
+def test_truncated_checkpoint_is_reported_and_nothing_is_overwritten(trained, tmp_path):
+    root, _ = trained
+    data = (root / "run" / "checkpoints" / "last.pt").read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    existing = tmp_path / "policy.pt"
+    existing.write_bytes(b"previous export")
+    _assert_one_line_error(robotrl("eval", "truncated.pt", cwd=tmp_path), "truncated.pt", "corrupt or truncated")
+    _assert_one_line_error(robotrl("export", "truncated.pt", "-o", "policy.pt", cwd=tmp_path), "truncated.pt")
+    assert existing.read_bytes() == b"previous export"
+    assert bad.read_bytes() == data[: len(data) // 2]
+
+
+def test_foreign_checkpoint_is_reported(tmp_path):
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    (tmp_path / "notes.pt").write_text("hello")
+    _assert_one_line_error(robotrl("eval", "foreign.pt", cwd=tmp_path), "foreign.pt", "not a robotrl checkpoint")
+    _assert_one_line_error(robotrl("eval", "notes.pt", cwd=tmp_path), "notes.pt")
+
+
+def test_train_refuses_to_overwrite_an_existing_run(trained):
+    root, _ = trained
+    before = (root / "run" / "checkpoints" / "last.pt").read_bytes()
+    _assert_one_line_error(robotrl("train", "reach", "--out", "run", "--steps", "10", cwd=root), "--resume")
+    assert (root / "run" / "checkpoints" / "last.pt").read_bytes() == before

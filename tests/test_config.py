@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from robotrl.algos.ddpg import DDPGConfig
+from robotrl.config import LoopConfig, RobotrlError, parse_overrides, split_run_config
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_overrides(["tau=0.01", "actor_hidden=[64, 64]", "noise=gaussian", "normalize_obs=false"]) == {
+        "tau": 0.01, "actor_hidden": [64, 64], "noise": "gaussian", "normalize_obs": False}
+
+
+def test_split_builds_both_configs_with_types():
+    loop, algo = split_run_config(DDPGConfig, {"batch_size": 64, "tau": 1, "actor_hidden": [32]}, "test")
+    assert isinstance(loop, LoopConfig) and loop.batch_size == 64
+    assert algo.tau == 1.0 and isinstance(algo.tau, float) and algo.actor_hidden == (32,)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"learning_rate": 1e-3}, "unknown config key 'learning_rate'"),
+    ({"batch_size": 6.5}, "'batch_size' must be int"),
+    ({"batch_size": "big"}, "'batch_size' must be int"),
+    ({"normalize_obs": 1}, "'normalize_obs' must be bool"),
+    ({"noise": "pink"}, "'noise' must be one of 'ou', 'gaussian', 'none'"),
+    ({"actor_hidden": 64}, "'actor_hidden' must be list of int"),
+])
+def test_bad_values_name_the_key_and_what_is_allowed(values, message):
+    with pytest.raises(RobotrlError, match=message.replace("(", r"\(")):
+        split_run_config(DDPGConfig, values, "test")
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(RobotrlError) as err:
+        split_run_config(DDPGConfig, {"lr": 1}, "test")
+    assert "valid keys:" in str(err.value) and "actor_lr" in str(err.value) and "batch_size" in str(err.value)
+
+
+def test_every_config_field_has_a_docstring():
+    import ast
+    import inspect
+
+    import robotrl.algos.ddpg as ddpg_module
+    import robotrl.config as config_module
+
+    for module, cls in ((config_module, "LoopConfig"), (ddpg_module, "DDPGConfig")):
+        tree = ast.parse(inspect.getsource(module))
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        body = node.body
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, ast.AnnAssign):
+                nxt = body[i + 1] if i + 1 < len(body) else None
+                assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), \
+                    f"{cls}.{stmt.target.id} has no docstring"

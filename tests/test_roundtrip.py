@@ -1,0 +1,144 @@
+"""Round trips: save/load, resume N -> 2N == uninterrupted 2N, export parity in a robotrl-free process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from robotrl import DDPG, load_policy
+from robotrl.loop import build_run, load_run, save_run, train
+
+SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
+             critic_hidden=[32, 32], buffer_size=10_000)
+
+
+def _observations(task: str, n: int = 64) -> np.ndarray:
+    from robotrl import make_env
+
+    env = make_env(task)
+    obs, _ = env.reset(seed=5)
+    rows = []
+    for _ in range(n):
+        rows.append(obs)
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            obs, _ = env.reset()
+    return np.asarray(rows, dtype=np.float32)
+
+
+def test_save_load_gives_identical_actions(tmp_path):
+    agent = DDPG("reach", seed=0, normalize_obs=True, **SMALL).learn(400)
+    path = agent.save(tmp_path / "agent.pt")
+    loaded = DDPG.load(path)
+    obs = _observations("reach")
+    assert np.array_equal(agent.predict(obs), loaded.predict(obs))
+    for (k, a), (_, b) in zip(agent.run.agent.state_dict()["target_critic"].items(),
+                              loaded.run.agent.state_dict()["target_critic"].items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def _state_tensors(run) -> dict[str, torch.Tensor]:
+    sd = run.agent.state_dict()
+    out = {}
+    for net in ("actor", "critic", "target_actor", "target_critic"):
+        out.update({f"{net}.{k}": v for k, v in sd[net].items()})
+    out["normalizer.mean"] = run.normalizer.mean
+    out["replay.obs"] = torch.from_numpy(run.buffer.obs[: len(run.buffer)])
+    out["replay.action"] = torch.from_numpy(run.buffer.action[: len(run.buffer)])
+    out["noise"] = run.agent.noise.state_dict()["state"]
+    return out
+
+
+def test_resume_from_n_to_2n_equals_uninterrupted_2n(tmp_path):
+    # pendulum episodes end by termination at irregular times, so step N falls mid-episode
+    cfg = dict(SMALL, normalize_obs=True)
+    full = build_run("pendulum", "ddpg", seed=3, overrides=cfg, run_dir=tmp_path / "full")
+    train(full, 600, progress=False)
+
+    half = build_run("pendulum", "ddpg", seed=3, overrides=cfg, run_dir=tmp_path / "half")
+    train(half, 300, progress=False)
+    assert half.episode_len > 0, "checkpoint should fall mid-episode for this test to bite"
+    resumed = load_run(tmp_path / "half" / "checkpoints" / "last.pt", run_dir=tmp_path / "half")
+    train(resumed, 600, progress=False)
+
+    a, b = _state_tensors(full), _state_tensors(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert full.episodes == resumed.episodes and full.step == resumed.step == 600
+    assert full.last_eval.returns == resumed.last_eval.returns
+
+
+def test_checkpoint_written_atomically_keeps_previous_on_failure(tmp_path, monkeypatch):
+    run = build_run("reach", "ddpg", seed=0, overrides=SMALL, run_dir=tmp_path)
+    train(run, 200, progress=False)
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    before = ckpt.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    try:
+        save_run(run)
+    except OSError:
+        pass
+    assert ckpt.read_bytes() == before
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_exported_policy_matches_agent_in_a_process_without_robotrl(tmp_path):
+    agent = DDPG("reach", seed=1, normalize_obs=True, **SMALL).learn(400)
+    out = tmp_path / "policies" / "reach-ddpg.pt"
+    result = agent.export(out)
+    assert result.max_abs_diff <= 1e-5
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["task"] == "reach" and card["algorithm"] == "ddpg" and card["observation_shape"] == [10]
+    assert card["action_low"] == [-1.0, -1.0] and card["training_steps"] == 400
+    assert card["torch_version"] == torch.__version__
+
+    obs = _observations("reach")
+    np.save(tmp_path / "obs.npy", obs)
+    script = (
+        "import sys, json, numpy as np, torch\n"
+        f"m = torch.jit.load({str(out)!r})\n"
+        f"obs = torch.from_numpy(np.load({str(tmp_path / 'obs.npy')!r}))\n"
+        "print(json.dumps({'robotrl_loaded': any(k.startswith('robotrl') for k in sys.modules),"
+        " 'actions': m(obs).tolist(), 'single': m(obs[0]).tolist()}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
+    payload = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert payload["robotrl_loaded"] is False
+    expected = agent.predict(obs)
+    np.testing.assert_allclose(np.array(payload["actions"]), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.array(payload["single"]), expected[0], atol=1e-5, rtol=0)
+
+
+def test_exported_policy_guards_shape_and_non_finite_input(tmp_path):
+    agent = DDPG("pendulum", seed=0, **SMALL).learn(200)
+    out = tmp_path / "p.pt"
+    agent.export(out)
+    policy = load_policy(out)
+    assert policy.card["task"] == "pendulum"
+    bad = np.array([0.0, np.nan, 0.0, 0.0], dtype=np.float32)
+    np.testing.assert_array_equal(policy(bad), [0.0])  # midpoint of [-3, 3]
+    huge = np.full(4, 1e30, dtype=np.float32)
+    assert -3.0 <= policy(huge)[0] <= 3.0
+    try:
+        policy(np.zeros(5, dtype=np.float32))
+    except Exception as exc:  # TorchScript surfaces the module's ValueError as a RuntimeError
+        assert "expected observation of shape [4]" in str(exc)
+    else:
+        raise AssertionError("wrong observation width must raise")
+
+
+def test_load_policy_accepts_run_dir_and_checkpoint(tmp_path):
+    run = build_run("pendulum", "ddpg", seed=0, overrides=SMALL, run_dir=tmp_path / "run")
+    train(run, 200, progress=False)
+    obs = _observations("pendulum", 8)
+    from_dir = load_policy(tmp_path / "run")(obs)
+    from_ckpt = load_policy(tmp_path / "run" / "checkpoints" / "last.pt")(obs)
+    assert np.array_equal(from_dir, from_ckpt)
