@@ -9,13 +9,15 @@ import torch
 from torch import nn
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, final_init: float | None = None) -> nn.Sequential:
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, final_init: float | None = None,
+        layer_norm: bool = False) -> nn.Sequential:
     """ReLU MLP. Hidden layers keep PyTorch's default uniform(±1/sqrt(fan_in)) init; with `final_init`
-    the output layer is uniform(±final_init) (Lillicrap et al. 2015 use 3e-3)."""
+    the output layer is uniform(±final_init) (Lillicrap et al. 2015 use 3e-3). `layer_norm` puts a
+    LayerNorm before each ReLU (Ba et al. 2016), which keeps critics from drifting on flat value regions."""
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.ReLU()]
+        layers += [nn.Linear(last, width), *([nn.LayerNorm(width)] if layer_norm else []), nn.ReLU()]
         last = width
     out = nn.Linear(last, out_dim)
     if final_init is not None:
@@ -39,9 +41,10 @@ class DeterministicActor(nn.Module):
 class QCritic(nn.Module):
     """Q(s, a) from the concatenated state and action."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], final_init: float | None = 3e-3):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], final_init: float | None = 3e-3,
+                 layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim + action_dim, hidden, 1, final_init)
+        self.net = mlp(obs_dim + action_dim, hidden, 1, final_init, layer_norm)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)

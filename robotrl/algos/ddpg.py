@@ -38,6 +38,8 @@ class DDPGConfig:
     """Hidden layer widths of the actor."""
     critic_hidden: tuple[int, ...] = (400, 300)
     """Hidden layer widths of the critic."""
+    critic_layer_norm: bool = False
+    """LayerNorm before each hidden ReLU of the critic (not in the paper; a stabiliser)."""
     noise: Literal["ou", "gaussian", "none"] = "ou"
     """Exploration noise added to mu(s) in the normalised action space."""
     noise_sigma: float = 0.2
@@ -75,7 +77,7 @@ class DDPGAgent:
                  device: str | torch.device = "cpu") -> None:
         self.cfg, self.device = cfg, torch.device(device)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.actor_hidden).to(self.device)
-        self.critic = QCritic(obs_dim, action_dim, cfg.critic_hidden).to(self.device)
+        self.critic = QCritic(obs_dim, action_dim, cfg.critic_hidden, layer_norm=cfg.critic_layer_norm).to(self.device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
