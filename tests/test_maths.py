@@ -177,3 +177,9 @@ def test_ddpg_act_is_deterministic_without_exploration_and_in_bounds_with_it():
     explored = np.stack([agent.act(obs, explore=True) for _ in range(200)])
     assert explored.min() >= -1.0 and explored.max() <= 1.0
     assert explored.std() > 0.01
+
+
+def test_critic_layer_norm_option_builds_normalised_hidden_layers():
+    agent = DDPGAgent(3, 2, DDPGConfig(critic_hidden=(8, 8), critic_layer_norm=True), seed=0)
+    assert sum(isinstance(m, nn.LayerNorm) for m in agent.critic.modules()) == 2
+    assert not any(isinstance(m, nn.LayerNorm) for m in agent.actor.modules())
