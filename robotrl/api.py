@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from robotrl.config import RobotrlError
-from robotrl.evaluate import EvalResult, evaluate_path, is_torchscript, load_policy_file
+from robotrl.evaluate import EvalResult, load_policy_file
 from robotrl.export import ExportResult, export_checkpoint
-from robotrl.loop import Run, build_run, evaluate_run, load_run, save_run, train
+from robotrl.loop import Run, build_run, evaluate_run, load_run, run_policy, save_run, train
 
 
 class Trainer:
@@ -41,10 +41,8 @@ class Trainer:
         return self.policy()(torch.as_tensor(np.asarray(obs, dtype=np.float32))).detach().numpy()
 
     def policy(self) -> torch.nn.Module:
-        from robotrl.evaluate import deployed_policy
-
-        low, high = self.run.action_bounds()
-        return deployed_policy(self.run.agent.policy(), self.run.normalizer, low, high)
+        """raw observation -> action in actuator units, exactly what `export` writes."""
+        return run_policy(self.run)
 
     def evaluate(self, episodes: int = 10) -> EvalResult:
         return evaluate_run(self.run, episodes)
@@ -94,4 +92,4 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["DDPG", "Trainer", "LoadedPolicy", "load_policy", "evaluate_path", "is_torchscript"]
+__all__ = ["DDPG", "Trainer", "LoadedPolicy", "load_policy"]

@@ -58,3 +58,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise RobotrlError(f"{path} has checkpoint format version {version}; this robotrl reads version "
                            f"{FORMAT_VERSION} (re-train or export it with the robotrl that wrote it)")
     return data
+
+
+def restore_agent(agent: Any, normalizer: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> None:
+    """Load a checkpoint's agent and normaliser state; a mismatch is a RobotrlError, not a traceback."""
+    try:
+        agent.load_state_dict(ckpt["agent"])
+        normalizer.load_state_dict(ckpt["normalizer"])
+    except (KeyError, RuntimeError) as exc:
+        raise RobotrlError(f"{path}: checkpoint does not match {ckpt['algo']} on {ckpt['task']}: "
+                           f"{str(exc).splitlines()[0][:160]}") from None

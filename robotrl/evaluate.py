@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from robotrl.algos import get_algo
-from robotrl.checkpoint import load_checkpoint
+from robotrl.checkpoint import load_checkpoint, restore_agent
 from robotrl.config import RobotrlError, split_run_config
-from robotrl.envs import make_env
+from robotrl.envs import make_env, task_source
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 
 
@@ -75,17 +75,13 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
                       episodes=episodes, returns=returns)
 
 
-def policy_from_checkpoint(ckpt: dict[str, Any]) -> DeployedPolicy:
+def policy_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint") -> DeployedPolicy:
     """Rebuild the deployable policy (normaliser -> actor -> rescale) from a loaded checkpoint."""
     spec = get_algo(ckpt["algo"])
     _, algo_cfg = split_run_config(spec.config_cls, {**ckpt["loop_config"], **ckpt["algo_config"]}, "checkpoint")
     agent = spec.agent_cls(ckpt["obs_dim"], ckpt["action_dim"], algo_cfg, seed=ckpt["seed"], device="cpu")
     normalizer = ObsNormalizer(ckpt["obs_dim"], enabled=ckpt["loop_config"]["normalize_obs"])
-    try:
-        agent.load_state_dict(ckpt["agent"])
-        normalizer.load_state_dict(ckpt["normalizer"])
-    except (KeyError, RuntimeError) as exc:
-        raise RobotrlError(f"checkpoint does not match {ckpt['algo']}: {str(exc).splitlines()[0][:160]}") from None
+    restore_agent(agent, normalizer, ckpt, source)
     return deployed_policy(agent.policy(), normalizer, ckpt["action_low"].numpy(), ckpt["action_high"].numpy())
 
 
@@ -125,20 +121,13 @@ def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                 from None
         return module, json.loads(card_path.read_text())
     ckpt = load_checkpoint(path)
-    return policy_from_checkpoint(ckpt), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"]}
+    return policy_from_checkpoint(ckpt, path), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"]}
 
 
 def evaluate_path(path: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
     policy, meta = load_policy_file(path)
-    env = make_env(meta["task"], normalize_actions=False) if _is_card(meta["task"]) else \
-        make_env(gym.make(meta["task"]), normalize_actions=False)
+    env = make_env(task_source(meta["task"]), normalize_actions=False)
     try:
         return run_episodes(policy, env, episodes, seed)
     finally:
         env.close()
-
-
-def _is_card(task: str) -> bool:
-    from robotrl.envs import list_tasks
-
-    return task in list_tasks()

@@ -21,7 +21,7 @@ import torch
 from robotrl._version import __version__
 from robotrl.checkpoint import load_checkpoint
 from robotrl.config import RobotrlError
-from robotrl.envs import list_tasks, make_env
+from robotrl.envs import make_env, task_source
 from robotrl.evaluate import policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
 
@@ -39,6 +39,7 @@ class ExportResult:
 def reference_observations(policy: DeployedPolicy, env: gym.Env, n: int = 512, seed: int = 12345) -> torch.Tensor:
     """Real observations from rollouts of `policy` itself (plus a few random-action steps)."""
     rows: list[np.ndarray] = []
+    env.action_space.seed(seed)
     episode = 0
     while len(rows) < n:
         obs, _ = env.reset(seed=seed + episode)
@@ -94,9 +95,9 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
     """Export a run directory or checkpoint file to `out` (.pt) and its JSON card."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = load_checkpoint(ckpt_path)
-    policy = policy_from_checkpoint(ckpt)
+    policy = policy_from_checkpoint(ckpt, ckpt_path)
     task = ckpt["task"]
-    env = make_env(task if task in list_tasks() else gym.make(task), normalize_actions=False)
+    env = make_env(task_source(task), normalize_actions=False)
     card = {
         "task": task, "algorithm": ckpt["algo"], "format": "torchscript",
         "observation_shape": [ckpt["obs_dim"]], "action_shape": [ckpt["action_dim"]],

@@ -22,11 +22,11 @@ import torch
 
 from robotrl._version import __version__
 from robotrl.algos import AlgoSpec, get_algo
-from robotrl.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
 from robotrl.config import LoopConfig, RobotrlError, split_run_config, to_dict
-from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state
+from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state, task_source
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
-from robotrl.nets import ObsNormalizer
+from robotrl.nets import DeployedPolicy, ObsNormalizer
 from robotrl.replay import ReplayBuffer
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from training
@@ -112,11 +112,15 @@ def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
     return run.normalizer(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
 
-def evaluate_run(run: Run, episodes: int | None = None) -> EvalResult:
+def run_policy(run: Run) -> DeployedPolicy:
+    """The run's current deterministic policy as deployed: normaliser -> agent policy -> rescale."""
     low, high = run.action_bounds()
-    policy = deployed_policy(run.agent.policy(), run.normalizer, low, high)
+    return deployed_policy(run.agent.policy(), run.normalizer, low, high)
+
+
+def evaluate_run(run: Run, episodes: int | None = None) -> EvalResult:
     n = episodes if episodes is not None else run.loop_cfg.eval_episodes
-    return run_episodes(policy, run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
+    return run_episodes(run_policy(run), run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
 
 
 def _start_episode(run: Run) -> None:
@@ -309,18 +313,8 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
     path = Path(path)
     ckpt = load_checkpoint(path)
     overrides = {**ckpt["loop_config"], **ckpt["algo_config"]}
-    task: str | gym.Env = ckpt["task"]
-    try:
-        load_card(ckpt["task"])
-    except RobotrlError:
-        task = gym.make(ckpt["task"])
-    run = build_run(task, ckpt["algo"], seed=ckpt["seed"], overrides=overrides, run_dir=run_dir)
-    try:
-        run.agent.load_state_dict(ckpt["agent"])
-        run.normalizer.load_state_dict(ckpt["normalizer"])
-    except (KeyError, RuntimeError) as exc:
-        raise RobotrlError(f"{path}: checkpoint does not match {ckpt['algo']} on {ckpt['task']}: "
-                           f"{str(exc).splitlines()[0][:160]}") from None
+    run = build_run(task_source(ckpt["task"]), ckpt["algo"], seed=ckpt["seed"], overrides=overrides, run_dir=run_dir)
+    restore_agent(run.agent, run.normalizer, ckpt, path)
     run.step = ckpt["step"]
     run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
     state = ckpt.get("loop_state")

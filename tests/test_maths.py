@@ -128,7 +128,6 @@ def test_ou_samples_are_temporally_correlated_and_seeded():
 
 
 def test_gaussian_noise_std():
-    samples = np.stack([GaussianNoise(4, sigma=0.3, seed=1).sample() for _ in range(1)])
     noise = GaussianNoise(4, sigma=0.3, seed=1)
     samples = np.stack([noise.sample() for _ in range(20000)])
     assert samples.std() == pytest.approx(0.3, rel=0.03)

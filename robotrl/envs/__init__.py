@@ -73,6 +73,18 @@ def load_card(name: str) -> TaskCard:
                     env_kwargs=raw.get("env_kwargs") or {}, algos=raw.get("algos") or {})
 
 
+def task_source(task: str) -> str | gym.Env:
+    """What a saved run's task name refers to: a task card, or else a registered gymnasium env id
+    (for runs trained on a user-supplied env)."""
+    if task in list_tasks():
+        return task
+    try:
+        return gym.make(task)
+    except gym.error.Error:
+        raise RobotrlError(f"unknown task '{task}': no task card (known: {', '.join(list_tasks())}) and no "
+                           "registered gymnasium env of that id") from None
+
+
 class SuccessInfo(gym.Wrapper):
     """Adds info['is_success'] and info['success_distance'] after every step (judged at episode end)."""
 
