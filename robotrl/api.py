@@ -73,6 +73,18 @@ class DDPG(Trainer):
     algo = "ddpg"
 
 
+class SAC(Trainer):
+    """SAC (Haarnoja et al. 2018): reparameterised squashed Gaussian, twin Q, learned temperature."""
+
+    algo = "sac"
+
+
+class TD3(Trainer):
+    """TD3 (Fujimoto et al. 2018): clipped double Q, target policy smoothing, delayed policy updates."""
+
+    algo = "td3"
+
+
 class LoadedPolicy:
     """A deployable policy: call it with a numpy array (returns numpy) or a torch tensor (returns torch)."""
 
@@ -92,4 +104,4 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["DDPG", "Trainer", "LoadedPolicy", "load_policy"]
+__all__ = ["DDPG", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]

@@ -68,3 +68,4 @@ def restore_agent(agent: Any, normalizer: torch.nn.Module, ckpt: dict[str, Any],
     except (KeyError, RuntimeError) as exc:
         raise RobotrlError(f"{path}: checkpoint does not match {ckpt['algo']} on {ckpt['task']}: "
                            f"{str(exc).splitlines()[0][:160]}") from None
+

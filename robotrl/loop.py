@@ -182,8 +182,7 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
     logger = _Logger(run)
     if run.obs is None:
         _start_episode(run)
-    metric_sums: dict[str, float] = {}
-    metric_count = 0
+    metrics: dict[str, list[float]] = {}  # per key: an algorithm may report a metric on some updates only
     t0, step0 = time.perf_counter(), run.step
     bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=f"{run.algo.name} {run.task}")
@@ -217,19 +216,18 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
                 batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
                 batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
                 for k, v in run.agent.update(batch).items():
-                    metric_sums[k] = metric_sums.get(k, 0.0) + v
-                metric_count += 1
+                    metrics.setdefault(k, []).append(v)
 
         if cfg.eval_every > 0 and run.step % cfg.eval_every == 0 and run.step < steps:
-            _log_eval(run, logger, metric_sums, metric_count, t0, step0)
-            metric_sums, metric_count = {}, 0
+            _log_eval(run, logger, metrics, t0, step0)
+            metrics = {}
             bar.set_postfix(ret=_recent(run), eval=f"{run.last_eval.mean_return:.1f}")
         elif run.step % 1000 == 0:
             bar.set_postfix(ret=_recent(run))
         if run.run_dir is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
             save_run(run)
     bar.close()
-    _log_eval(run, logger, metric_sums, metric_count, t0, step0)
+    _log_eval(run, logger, metrics, t0, step0)
     logger.close()
     run.elapsed_s += time.perf_counter() - t0
     if run.run_dir is not None:
@@ -245,8 +243,7 @@ def _recent(run: Run) -> str:
     return f"{np.mean(run.recent_returns):.1f}" if run.recent_returns else "-"
 
 
-def _log_eval(run: Run, logger: _Logger, metric_sums: dict[str, float], metric_count: int, t0: float,
-              step0: int) -> None:
+def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[float]], t0: float, step0: int) -> None:
     wall = time.perf_counter() - t0
     result = evaluate_run(run)
     run.last_eval = result
@@ -257,8 +254,8 @@ def _log_eval(run: Run, logger: _Logger, metric_sums: dict[str, float], metric_c
         "eval_mean_return": result.mean_return, "eval_std_return": result.std_return,
         "eval_success_rate": result.success_rate,
     }
-    for k, v in metric_sums.items():
-        row[k] = v / max(metric_count, 1)
+    for k, values in metrics.items():
+        row[k] = float(np.mean(values))
         logger.scalar(f"train/{k}", row[k], run.step)
     logger.scalar("eval/mean_return", result.mean_return, run.step)
     if not math.isnan(result.success_rate):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,6 +39,37 @@ class DeterministicActor(nn.Module):
         return torch.tanh(self.net(obs))
 
 
+def tanh_log_det_jacobian(u: torch.Tensor) -> torch.Tensor:
+    """log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u| (SAC appendix C, eq. 21)."""
+    return 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+
+
+class SquashedGaussianActor(nn.Module):
+    """pi(a|s): a = tanh(u), u ~ N(mu(s), sigma(s)^2). forward() is the deterministic tanh(mu(s))."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * action_dim)
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        return mu, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic (deployed) action tanh(mu(s)); kept TorchScript-friendly for export."""
+        return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised a = tanh(mu + sigma * eps) and log pi(a|s), summed over action dimensions."""
+        mu, log_std = self.distribution(obs)
+        eps = torch.randn_like(mu)
+        u = mu + log_std.exp() * eps
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return torch.tanh(u), log_prob - tanh_log_det_jacobian(u).sum(-1)
+
+
 class QCritic(nn.Module):
     """Q(s, a) from the concatenated state and action."""
 
@@ -48,6 +80,37 @@ class QCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class EnsembleLinear(nn.Module):
+    """n independent linear layers applied as one batched matmul: [n, batch, in] -> [n, batch, out]."""
+
+    def __init__(self, n: int, in_features: int, out_features: int, init_bound: float | None = None):
+        super().__init__()
+        bound = init_bound if init_bound is not None else 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """n critics Q_i(s, a) (default two: clipped double Q) evaluated as one batched module -> [n, batch]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], n: int = 2,
+                 final_init: float | None = 3e-3):
+        super().__init__()
+        self.n = n
+        widths = [obs_dim + action_dim, *hidden]
+        self.hidden = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.out = EnsembleLinear(n, widths[-1], 1, init_bound=final_init)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.out(x).squeeze(-1)
 
 
 class ObsNormalizer(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -28,3 +30,43 @@ def bellman_target(reward: torch.Tensor, terminated: torch.Tensor, gamma: float,
     `terminated`, not `done`).
     """
     return reward + gamma * (1.0 - terminated) * next_value
+
+
+def frozen(module: nn.Module) -> Callable[..., torch.Tensor]:
+    """Call `module` with detached parameters: gradients flow to the inputs only, never into the module.
+
+    Actor losses evaluate critics this way, so an actor step leaves critic gradients untouched.
+    """
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return lambda *args: torch.func.functional_call(module, params, args)
+
+
+def q_regression_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over critics of E[(Q_i(s, a) - y)^2]; q is [batch] (one critic) or [critics, batch]."""
+    return (q - y).pow(2).mean(-1).sum()
+
+
+def deterministic_policy_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor,
+                              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Deterministic policy gradient (Silver et al. 2014; DDPG eq. 6): minimise -Q(s, mu(s)).
+
+    For a twin critic the first Q is used (TD3, Fujimoto et al. 2018, section 5). The critic is frozen.
+    """
+    q = frozen(critic)(obs, actor(obs))
+    if q.dim() == 2:
+        q = q[0]
+    loss = -q.mean()
+    return loss, {"actor_loss": loss.item()}
+
+
+def smoothed_target_action(target_actor: nn.Module, next_obs: torch.Tensor, noise_std: float,
+                           noise_clip: float) -> torch.Tensor:
+    """mu'(s') plus clipped Gaussian noise, per dimension, in [-1, 1] (TD3 target policy smoothing, eq. 14).
+
+    noise_std = 0 gives DDPG's plain mu'(s').
+    """
+    action = target_actor(next_obs)
+    if noise_std > 0:
+        noise = (torch.randn_like(action) * noise_std).clamp(-noise_clip, noise_clip)
+        action = (action + noise).clamp(-1.0, 1.0)
+    return action

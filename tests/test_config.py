@@ -36,19 +36,25 @@ def test_unknown_key_lists_valid_keys():
     assert "valid keys:" in str(err.value) and "actor_lr" in str(err.value) and "batch_size" in str(err.value)
 
 
-def test_every_config_field_has_a_docstring():
+def _documented_fields(cls: type) -> set[str]:
+    """Fields declared with a docstring right below them, in cls or any dataclass it extends."""
     import ast
     import inspect
 
-    import robotrl.algos.ddpg as ddpg_module
-    import robotrl.config as config_module
+    documented = set()
+    for klass in cls.__mro__[:-1]:
+        node = ast.parse(inspect.getsource(klass)).body[0]
+        for stmt, nxt in zip(node.body, node.body[1:], strict=False):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                documented.add(stmt.target.id)
+    return documented
 
-    for module, cls in ((config_module, "LoopConfig"), (ddpg_module, "DDPGConfig")):
-        tree = ast.parse(inspect.getsource(module))
-        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
-        body = node.body
-        for i, stmt in enumerate(body):
-            if isinstance(stmt, ast.AnnAssign):
-                nxt = body[i + 1] if i + 1 < len(body) else None
-                assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), \
-                    f"{cls}.{stmt.target.id} has no docstring"
+
+def test_every_config_field_has_a_docstring():
+    from dataclasses import fields
+
+    from robotrl.algos import ALGOS
+
+    for cls in (LoopConfig, *(spec.config_cls for spec in ALGOS.values())):
+        missing = {f.name for f in fields(cls)} - _documented_fields(cls)
+        assert not missing, f"{cls.__name__} fields without a docstring: {missing}"

@@ -5,9 +5,10 @@ state_dict() / load_state_dict()."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
+from robotrl.algos.sac import SACAgent, SACConfig
+from robotrl.algos.td3 import TD3Agent, TD3Config
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class AlgoSpec:
 ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("ddpg", DDPGConfig, DDPGAgent,
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
+    "sac": AlgoSpec("sac", SACConfig, SACAgent,
+                    "Soft Actor-Critic (Haarnoja et al. 2018): squashed Gaussian, twin Q, learned temperature"),
+    "td3": AlgoSpec("td3", TD3Config, TD3Agent,
+                    "Twin Delayed DDPG (Fujimoto et al. 2018): clipped double Q, target smoothing, delayed actor"),
 }
 
 
@@ -32,4 +37,4 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__: list[Any] = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig"]
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]

@@ -1,0 +1,122 @@
+"""What the actor-critic algorithms share: config fields and small functions (no base agent class)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from robotrl.noise import GaussianNoise, OrnsteinUhlenbeckNoise
+
+
+@dataclass
+class ActorCriticConfig:
+    """Fields of every actor-critic algorithm. Each algorithm restates the defaults of its paper."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak weight of the online networks in the target update."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic(s)."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic."""
+
+
+@dataclass
+class NoiseConfig(ActorCriticConfig):
+    """Actor-critic with a deterministic actor explored by additive noise (DDPG, TD3)."""
+
+    noise: Literal["ou", "gaussian", "none"] = "gaussian"
+    """Exploration noise added to mu(s) in the normalised action space."""
+    noise_sigma: float = 0.1
+    """Noise scale (the Gaussian's standard deviation, or OU sigma)."""
+    ou_theta: float = 0.15
+    """OU mean-reversion rate (noise: ou)."""
+    ou_dt: float = 1.0
+    """OU time step (noise: ou)."""
+
+
+def target_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy to serve as the Polyak-averaged target network."""
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+@torch.no_grad()
+def noisy_action(actor: nn.Module, obs: np.ndarray, noise: OrnsteinUhlenbeckNoise | GaussianNoise | None,
+                 explore: bool, device: torch.device) -> np.ndarray:
+    """mu(s), plus exploration noise when exploring, clipped to [-1, 1]."""
+    action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+    if explore and noise is not None:
+        action = action + noise.sample()
+    return np.clip(action, -1.0, 1.0)
+
+
+def gradient_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def attribute_state(owner: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The state of an agent's named attributes: state_dict() of networks, optimisers and noise, plain
+    values (counters, tensors) as they are; attributes that are None are skipped."""
+    state = {}
+    for name in names:
+        value = getattr(owner, name)
+        if value is not None:
+            state[name] = value.state_dict() if hasattr(value, "state_dict") else value
+    return state
+
+
+def load_attribute_state(owner: Any, names: tuple[str, ...], state: dict[str, Any]) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        if value is None:
+            continue
+        if hasattr(value, "load_state_dict"):
+            value.load_state_dict(state[name])
+        elif isinstance(value, torch.Tensor):  # in place, so optimisers keep their reference (log alpha)
+            with torch.no_grad():
+                value.copy_(state[name])
+        else:
+            setattr(owner, name, state[name])
+
+
+class AgentState:
+    """state_dict() / load_state_dict() of the Agent contract, from the attribute names in STATE."""
+
+    STATE: ClassVar[tuple[str, ...]]
+
+    def state_dict(self) -> dict[str, Any]:
+        return attribute_state(self, self.STATE)
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        load_attribute_state(self, self.STATE, sd)
+
+
+class NoisyDeterministicAgent(AgentState):
+    """act / reset_episode / policy for a deterministic actor `self.actor` explored by `self.noise`."""
+
+    actor: nn.Module
+    noise: OrnsteinUhlenbeckNoise | GaussianNoise | None
+    device: torch.device
+
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        return noisy_action(self.actor, obs, self.noise, explore, self.device)
+
+    def reset_episode(self) -> None:
+        if self.noise is not None:
+            self.noise.reset()
+
+    def policy(self) -> nn.Module:
+        """Deterministic normalised-obs -> action in [-1, 1]: the actor."""
+        return self.actor
