@@ -6,6 +6,7 @@ a training run owns, and all of it goes into the checkpoint, so `resume` continu
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -115,7 +116,10 @@ def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
 def run_policy(run: Run) -> DeployedPolicy:
     """The run's current deterministic policy as deployed: normaliser -> agent policy -> rescale."""
     low, high = run.action_bounds()
-    return deployed_policy(run.agent.policy(), run.normalizer, low, high)
+    policy = run.agent.policy()
+    if run.agent.device.type != "cpu":  # evaluation and export run on the CPU, like the robot runtime
+        policy = copy.deepcopy(policy).cpu()
+    return deployed_policy(policy, run.normalizer, low, high)
 
 
 def evaluate_run(run: Run, episodes: int | None = None) -> EvalResult:
