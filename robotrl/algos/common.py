@@ -72,8 +72,12 @@ def attribute_state(owner: Any, names: tuple[str, ...]) -> dict[str, Any]:
     state = {}
     for name in names:
         value = getattr(owner, name)
-        if value is not None:
-            state[name] = value.state_dict() if hasattr(value, "state_dict") else value
+        if hasattr(value, "state_dict"):
+            state[name] = value.state_dict()
+        elif isinstance(value, torch.Tensor):  # a snapshot, not the live (trainable) tensor
+            state[name] = value.detach().clone()
+        elif value is not None:
+            state[name] = value
     return state
 
 
