@@ -41,9 +41,12 @@ def frozen(module: nn.Module) -> Callable[..., torch.Tensor]:
     return lambda *args: torch.func.functional_call(module, params, args)
 
 
-def q_regression_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Sum over critics of E[(Q_i(s, a) - y)^2]; q is [batch] (one critic) or [critics, batch]."""
-    return (q - y).pow(2).mean(-1).sum()
+def q_regression_loss(critic: nn.Module, obs: torch.Tensor, action: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over critics of E[(Q_i(s, a) - y)^2]; the critic returns [batch] (one) or [critics, batch]."""
+    q = critic(obs, action)
+    loss = (q - y).pow(2).mean(-1).sum()
+    return loss, {"critic_loss": loss.item(), "q_mean": q.mean().item()}
 
 
 def deterministic_policy_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor,

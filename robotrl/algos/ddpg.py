@@ -48,9 +48,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
     with torch.no_grad():
         next_action = smoothed_target_action(target_actor, batch.next_obs, noise_std=0.0, noise_clip=0.0)
         y = bellman_target(batch.reward, batch.terminated, gamma, target_critic(batch.next_obs, next_action))
-    q = critic(batch.obs, batch.action)
-    loss = q_regression_loss(q, y)
-    return loss, {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+    return q_regression_loss(critic, batch.obs, batch.action, y)
 
 
 actor_loss = deterministic_policy_loss  # paper eq. 6

@@ -41,9 +41,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, actor: SquashedGaus
         next_action, next_log_prob = actor.sample(batch.next_obs)
         next_v = target_critic(batch.next_obs, next_action).min(dim=0).values - alpha * next_log_prob
         y = bellman_target(batch.reward, batch.terminated, gamma, next_v)
-    q = critic(batch.obs, batch.action)
-    loss = q_regression_loss(q, y)
-    return loss, {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+    return q_regression_loss(critic, batch.obs, batch.action, y)
 
 
 def actor_loss(actor: SquashedGaussianActor, critic: nn.Module, alpha: torch.Tensor,

@@ -45,9 +45,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
         next_action = smoothed_target_action(target_actor, batch.next_obs, cfg.target_noise, cfg.target_noise_clip)
         next_q = target_critic(batch.next_obs, next_action).min(dim=0).values
         y = bellman_target(batch.reward, batch.terminated, cfg.gamma, next_q)
-    q = critic(batch.obs, batch.action)
-    loss = q_regression_loss(q, y)
-    return loss, {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+    return q_regression_loss(critic, batch.obs, batch.action, y)
 
 
 class TD3Agent(NoisyDeterministicAgent):
