@@ -73,6 +73,12 @@ class DDPG(Trainer):
     algo = "ddpg"
 
 
+class NAF(Trainer):
+    """NAF (Gu et al. 2016): Q quadratic in the action, greedy action mu(s) in closed form."""
+
+    algo = "naf"
+
+
 class SAC(Trainer):
     """SAC (Haarnoja et al. 2018): reparameterised squashed Gaussian, twin Q, learned temperature."""
 
@@ -104,4 +110,4 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["DDPG", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]
+__all__ = ["DDPG", "NAF", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]

@@ -1,4 +1,4 @@
-"""`robotrl train | eval | export | list`. User mistakes exit 2 with a one-line message on stderr."""
+"""`robotrl train | eval | export | plot | list`. User mistakes exit 2 with a one-line message on stderr."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.config import RobotrlError
+from robotrl.config import EVAL_SEED_OFFSET, RobotrlError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,13 +37,26 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run directory, checkpoint or exported .pt")
     e.add_argument("path")
     e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET,
+                   help=f"episode i resets with SEED + i (default {EVAL_SEED_OFFSET}: the held-out seeds of "
+                        "training's own evaluations, never a training episode's)")
+    e.add_argument("--video", metavar="FILE", help="also film the episodes to FILE.mp4 or FILE.gif")
+    e.add_argument("--fps", type=int, help="video frame rate (default: the task's real time)")
+    e.add_argument("--size", default="480x480", help="video WIDTHxHEIGHT (default 480x480)")
     e.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="export a run directory or checkpoint to TorchScript")
     x.add_argument("path")
     x.add_argument("-o", "--output", required=True, help="output file, e.g. policies/reach-ddpg.pt")
     x.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("plot", help="learning curves of run directories (mean ± std over seeds)")
+    g.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    g.add_argument("-o", "--output", default="learning_curves.png", help="PNG file (default: learning_curves.png)")
+    g.add_argument("--x", default="steps", help="x axis: steps | time")
+    g.add_argument("--metric", default="eval_return",
+                   help="eval_return | success_rate | train_return | any progress.csv column")
+    g.add_argument("--size", default="800x500", help="image WIDTHxHEIGHT in pixels (default 800x500)")
 
     sub.add_parser("list", help="list tasks and algorithms")
     return p
@@ -99,11 +112,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if args.episodes <= 0:
         raise RobotrlError(f"--episodes must be positive, got {args.episodes}")
-    r = evaluate_path(args.path, episodes=args.episodes, seed=args.seed)
+    if args.video:
+        from robotrl.config import parse_size
+        from robotrl.video import record_evaluation
+
+        r, frames = record_evaluation(args.path, args.video, args.episodes, args.seed, args.fps,
+                                      parse_size(args.size))
+    else:
+        r, frames = evaluate_path(args.path, episodes=args.episodes, seed=args.seed), 0
     result = {"mean_return": r.mean_return, "std_return": r.std_return, "success_rate": r.success_rate,
-              "episodes": r.episodes}
-    _emit(result, args.json, [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
-                              f"{r.episodes} episodes, success {_fmt_success(r.success_rate)}"])
+              "episodes": r.episodes, "returns": r.returns}
+    lines = [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
+             f"{r.episodes} episodes, success {_fmt_success(r.success_rate)}"]
+    if args.video:
+        result.update(video=str(args.video), frames=frames)
+        lines.append(f"video: {args.video} ({frames} frames)")
+    _emit(result, args.json, lines)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -114,6 +138,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff}, args.json,
           [f"exported {r.path} (+ {r.card_path}); verified on {r.observations_checked} observations, "
            f"max |diff| {r.max_abs_diff:.2g}"])
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from robotrl.config import parse_size
+    from robotrl.plot import plot_runs
+
+    path = plot_runs(args.runs, args.output, metric=args.metric, x_axis=args.x, size=parse_size(args.size))
+    print(f"wrote {path}")
 
 
 def cmd_list(_: argparse.Namespace) -> None:
@@ -130,7 +162,7 @@ def cmd_list(_: argparse.Namespace) -> None:
         print(f"  {spec.name:<10} {spec.summary}")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "plot": cmd_plot, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

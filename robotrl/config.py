@@ -15,6 +15,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+EVAL_SEED_OFFSET = 1_000_000
+"""Evaluation episode i of a run with seed S resets with S + EVAL_SEED_OFFSET + i: never a training reset seed."""
+
 
 class RobotrlError(Exception):
     """A user mistake (bad config, path, task, checkpoint). The CLI prints it as one line."""
@@ -152,3 +155,11 @@ def split_run_config(algo_cls: type, values: dict[str, Any], source: str) -> tup
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 16 or int(h) < 16:
+        raise RobotrlError(f"--size must be WIDTHxHEIGHT with both at least 16 pixels, e.g. 480x480; got '{text}'")
+    return int(w), int(h)

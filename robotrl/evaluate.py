@@ -50,8 +50,15 @@ def deployed_policy(policy: nn.Module, normalizer: ObsNormalizer, low: np.ndarra
     return DeployedPolicy(policy, mean, inv_std, clip, torch.as_tensor(low), torch.as_tensor(high)).eval()
 
 
+class EpisodeObserver:
+    """Told about every evaluation step (the video recorder is one); the default does nothing."""
+
+    def step(self, env: gym.Env, episode: int, t: int, episode_return: float, success: bool | None) -> None:
+        """Called after reset (t = 0) and after each step; `success` is set on an episode's last step."""
+
+
 def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, episodes: int,
-                 seed: int) -> EvalResult:
+                 seed: int, observer: EpisodeObserver | None = None) -> EvalResult:
     """Roll out `policy` (raw obs -> action in actuator units) on `env` (not action-normalised).
 
     Episode i is reset with seed + i, so the same seed gives the same initial states for any policy.
@@ -60,13 +67,18 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
     returns, successes = [], []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
-        total, done = 0.0, False
+        total, done, t = 0.0, False, 0
+        if observer is not None:
+            observer.step(env, i, t, total, None)
         while not done:
             with torch.no_grad():
                 action = policy(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             done = terminated or truncated
+            t += 1
+            if observer is not None:
+                observer.step(env, i, t, total, bool(info["is_success"]) if done and "is_success" in info else None)
         returns.append(total)
         if "is_success" in info:
             successes.append(float(info["is_success"]))

@@ -24,13 +24,12 @@ import torch
 from robotrl._version import __version__
 from robotrl.algos import AlgoSpec, get_algo
 from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
-from robotrl.config import LoopConfig, RobotrlError, split_run_config, to_dict
+from robotrl.config import EVAL_SEED_OFFSET, LoopConfig, RobotrlError, split_run_config, to_dict
 from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state, task_source
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 from robotrl.replay import ReplayBuffer
 
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes use seeds disjoint from training
 CSV_BASE_COLUMNS = ["step", "episodes", "time_s", "steps_per_s", "recent_return",
                     "eval_mean_return", "eval_std_return", "eval_success_rate"]
 

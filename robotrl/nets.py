@@ -113,6 +113,69 @@ class TwinQ(nn.Module):
         return self.out(x).squeeze(-1)
 
 
+class NAFHead(nn.Module):
+    """Normalized Advantage Function network (Gu et al. 2016, arXiv 1603.00748, eq. 2-4).
+
+    A shared ReLU trunk feeds three linear heads: V(s), mu(s) = tanh(.) in [-1, 1]^n, and the n(n+1)/2
+    entries of a lower-triangular L(s). P(s) = L L^T + eps I and Q(s, a) = V(s) - 1/2 (a - mu)^T P (a - mu),
+    so argmax_a Q(s, a) = mu(s) exactly. forward() is mu(s), the deployed policy.
+
+    L's diagonal goes through softplus instead of the paper's exp: exp overflows float32 above 88 and its
+    gradient grows with it, while softplus is linear there. The eps I term (eps = 1e-3, in squared
+    normalised-action units, so at most 0.002 n of advantage) keeps P numerically positive definite: with
+    a tiny diagonal and O(1) off-diagonal entries, L L^T alone is singular to working precision.
+    """
+
+    EPS = 1e-3
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        if not hidden:
+            raise ValueError("NAFHead needs at least one hidden layer for its shared trunk")
+        self.action_dim = action_dim
+        self.trunk = nn.Sequential(mlp(obs_dim, hidden[:-1], hidden[-1]), nn.ReLU())
+        self.value_head = nn.Linear(hidden[-1], 1)
+        self.mu_head = nn.Linear(hidden[-1], action_dim)
+        self.l_head = nn.Linear(hidden[-1], action_dim * (action_dim + 1) // 2)
+        rows, cols = torch.tril_indices(action_dim, action_dim)
+        self.register_buffer("tril_rows", rows, persistent=False)
+        self.register_buffer("tril_cols", cols, persistent=False)
+        self.register_buffer("on_diagonal", rows == cols, persistent=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.mu_head(self.trunk(obs)))
+
+    def lower_triangular(self, entries: torch.Tensor) -> torch.Tensor:
+        """[batch, n(n+1)/2] raw head outputs -> [batch, n, n] L with a non-negative diagonal."""
+        entries = torch.where(self.on_diagonal, nn.functional.softplus(entries), entries)
+        lower = entries.new_zeros(*entries.shape[:-1], self.action_dim, self.action_dim)
+        lower[..., self.tril_rows, self.tril_cols] = entries
+        return lower
+
+    def precision(self, lower: torch.Tensor) -> torch.Tensor:
+        """P = L L^T + eps I, [batch, n, n]."""
+        eye = torch.eye(self.action_dim, dtype=lower.dtype, device=lower.device)
+        return lower @ lower.transpose(-1, -2) + self.EPS * eye
+
+    def heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """V(s) [batch], mu(s) [batch, n], L(s) [batch, n, n]."""
+        h = self.trunk(obs)
+        return self.value_head(h).squeeze(-1), torch.tanh(self.mu_head(h)), self.lower_triangular(self.l_head(h))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_head(self.trunk(obs)).squeeze(-1)
+
+    def advantage(self, action: torch.Tensor, mu: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+        """A = -1/2 (a - mu)^T (L L^T + eps I) (a - mu) = -1/2 (||L^T d||^2 + eps ||d||^2), batched (eq. 3)."""
+        d = action - mu
+        z = (lower.transpose(-1, -2) @ d.unsqueeze(-1)).squeeze(-1)
+        return -0.5 * (z.pow(2).sum(-1) + self.EPS * d.pow(2).sum(-1))
+
+    def q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        value, mu, lower = self.heads(obs)
+        return value + self.advantage(action, mu, lower)
+
+
 class ObsNormalizer(nn.Module):
     """Running mean / variance of observations (parallel-variance update, float64 statistics).
 

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 def test_list_prints_tasks_and_algorithms(tmp_path):
     proc = robotrl("list", cwd=tmp_path)
     assert proc.returncode == 0
-    for word in ("reach", "push", "pendulum", "cheetah", "hopper", "walker", "ant", "ddpg", "td3", "sac"):
+    for word in ("reach", "push", "pendulum", "cheetah", "hopper", "walker", "ant", "ddpg", "td3", "sac", "naf"):
         assert word in proc.stdout
 
 

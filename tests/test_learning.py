@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from robotrl import DDPG, SAC, TD3
+from robotrl import DDPG, NAF, SAC, TD3
 
 
-@pytest.mark.parametrize("trainer, steps", [(DDPG, 15_000), (TD3, 10_000), (SAC, 10_000)])
+@pytest.mark.parametrize("trainer, steps", [(DDPG, 15_000), (TD3, 10_000), (SAC, 10_000), (NAF, 10_000)])
 def test_balances_the_pendulum_with_the_card_settings(trainer, steps):
     agent = trainer("pendulum", seed=0, eval_every=0)  # periodic evaluation does not change training
     agent.learn(agent.run.loop_cfg.total_steps)

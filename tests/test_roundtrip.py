@@ -10,11 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl import DDPG, SAC, TD3, load_policy
+from robotrl import DDPG, NAF, SAC, TD3, load_policy
 from robotrl.loop import build_run, load_run, save_run, train
 
 SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
              critic_hidden=[32, 32], buffer_size=10_000, updates_per_step=1.0)
+
+
+def small(algo: str) -> dict:
+    """SMALL in the algorithm's own keys (NAF has one network: `hidden`)."""
+    if algo != "naf":
+        return SMALL
+    return {**{k: v for k, v in SMALL.items() if not k.endswith("_hidden")}, "hidden": [32, 32]}
 
 
 def _observations(task: str, n: int = 64) -> np.ndarray:
@@ -31,25 +38,26 @@ def _observations(task: str, n: int = 64) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-TRAINERS = {"ddpg": DDPG, "td3": TD3, "sac": SAC}
+TRAINERS = {"ddpg": DDPG, "td3": TD3, "sac": SAC, "naf": NAF}
 
 
 @pytest.mark.parametrize("algo", TRAINERS)
 def test_save_load_gives_identical_actions(tmp_path, algo):
-    agent = TRAINERS[algo]("reach", seed=0, normalize_obs=True, **SMALL).learn(400)
+    agent = TRAINERS[algo]("reach", seed=0, normalize_obs=True, **small(algo)).learn(400)
     path = agent.save(tmp_path / "agent.pt")
     loaded = TRAINERS[algo].load(path)
     obs = _observations("reach")
     assert np.array_equal(agent.predict(obs), loaded.predict(obs))
-    for (k, a), (_, b) in zip(agent.run.agent.state_dict()["target_critic"].items(),
-                              loaded.run.agent.state_dict()["target_critic"].items(), strict=True):
+    target = "target_net" if algo == "naf" else "target_critic"
+    for (k, a), (_, b) in zip(agent.run.agent.state_dict()[target].items(),
+                              loaded.run.agent.state_dict()[target].items(), strict=True):
         assert torch.equal(a, b), k
 
 
 def _state_tensors(run) -> dict[str, torch.Tensor]:
     sd = run.agent.state_dict()
     out = {}
-    for net in ("actor", "critic", "target_actor", "target_critic", "log_alpha"):
+    for net in ("actor", "critic", "target_actor", "target_critic", "log_alpha", "net", "target_net"):
         if isinstance(sd.get(net), dict):
             out.update({f"{net}.{k}": v for k, v in sd[net].items()})
         elif net in sd:
@@ -62,10 +70,11 @@ def _state_tensors(run) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("algo, noise", [("ddpg", "ou"), ("td3", "gaussian"), ("sac", None)])
+@pytest.mark.parametrize("algo, noise", [("ddpg", "ou"), ("td3", "gaussian"), ("sac", None), ("naf", "ou"),
+                                         ("naf", "naf_p")])
 def test_resume_from_n_to_2n_equals_uninterrupted_2n(tmp_path, algo, noise):
     # pendulum episodes end by termination at irregular times; N is chosen so that it falls mid-episode
-    cfg = dict(SMALL, normalize_obs=True, **({"noise": noise} if noise else {}))
+    cfg = dict(small(algo), normalize_obs=True, **({"noise": noise} if noise else {}))
     half = build_run("pendulum", algo, seed=3, overrides=cfg, run_dir=tmp_path / "half")
     train(half, 300, progress=False)
     if half.episode_len == 0:
@@ -105,7 +114,7 @@ def test_checkpoint_written_atomically_keeps_previous_on_failure(tmp_path, monke
 
 @pytest.mark.parametrize("algo", TRAINERS)
 def test_exported_policy_matches_agent_in_a_process_without_robotrl(tmp_path, algo):
-    agent = TRAINERS[algo]("reach", seed=1, normalize_obs=True, **SMALL).learn(400)
+    agent = TRAINERS[algo]("reach", seed=1, normalize_obs=True, **small(algo)).learn(400)
     out = tmp_path / "policies" / f"reach-{algo}.pt"
     result = agent.export(out)
     assert result.max_abs_diff <= 1e-5

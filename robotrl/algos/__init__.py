@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
+from robotrl.algos.naf import NAFAgent, NAFConfig
 from robotrl.algos.sac import SACAgent, SACConfig
 from robotrl.algos.td3 import TD3Agent, TD3Config
 
@@ -22,6 +23,8 @@ class AlgoSpec:
 ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("ddpg", DDPGConfig, DDPGAgent,
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
+    "naf": AlgoSpec("naf", NAFConfig, NAFAgent,
+                    "Normalized Advantage Functions (Gu et al. 2016): quadratic advantage, argmax = mu(s)"),
     "sac": AlgoSpec("sac", SACConfig, SACAgent,
                     "Soft Actor-Critic (Haarnoja et al. 2018): squashed Gaussian, twin Q, learned temperature"),
     "td3": AlgoSpec("td3", TD3Config, TD3Agent,
@@ -37,4 +40,5 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "TD3Agent",
+           "TD3Config", "SACAgent", "SACConfig"]

@@ -101,14 +101,16 @@ class SuccessInfo(gym.Wrapper):
 
 
 def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
-             render_mode: str | None = None) -> gym.Env:
+             render_mode: str | None = None, render_size: tuple[int, int] | None = None) -> gym.Env:
     """Build the task's env. With normalize_actions the agent side acts in [-1, 1]; the rescale to the
     actuator bounds (which may differ per dimension) happens here, once."""
     if isinstance(task, gym.Env):
         env = task
     else:
         card = task if isinstance(task, TaskCard) else load_card(task)
-        env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **card.env_kwargs)
+        size = {"width": render_size[0], "height": render_size[1]} if render_size else {}
+        env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **size,
+                       **card.env_kwargs)
         if card.success is not None:
             env = SuccessInfo(env, card.success)
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:

@@ -1,0 +1,75 @@
+"""tools/bench_quality.py: the translation of a card to Stable-Baselines3 arguments is faithful."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import stable_baselines3
+import torch
+
+from robotrl.algos import get_algo
+from robotrl.config import RobotrlError, split_run_config
+from robotrl.envs import load_card, make_env
+from robotrl.loop import build_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "tools" / "bench_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _configs(task: str, algo: str, **overrides):
+    return split_run_config(get_algo(algo).config_cls, {**load_card(task).algos[algo], **overrides}, "test")
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_sb3_gets_the_same_networks_and_settings(algo):
+    bench = _bench()
+    loop_cfg, algo_cfg = _configs("reach", algo)
+    env = make_env("reach")
+    kwargs = bench.sb3_kwargs(algo, loop_cfg, algo_cfg, env.action_space.shape[0])
+    assert kwargs["learning_rate"] == algo_cfg.actor_lr
+    assert kwargs["learning_starts"] == loop_cfg.warmup_steps
+    assert (kwargs["batch_size"], kwargs["gamma"], kwargs["tau"]) == (loop_cfg.batch_size, algo_cfg.gamma,
+                                                                       algo_cfg.tau)
+    model = getattr(stable_baselines3, algo.upper())("MlpPolicy", env, seed=0, **kwargs)
+    ours = build_run("reach", algo).agent
+    # Same widths on both sides: equal parameter counts for the actor and for the (twin) critic.
+    assert _n_params(model.actor) == _n_params(ours.actor)
+    assert _n_params(model.critic) == _n_params(ours.critic)
+    if algo == "td3":
+        assert kwargs["policy_delay"] == algo_cfg.policy_delay
+        assert kwargs["action_noise"]._sigma.tolist() == [algo_cfg.noise_sigma] * env.action_space.shape[0]
+
+
+def test_settings_sb3_cannot_express_are_errors():
+    bench = _bench()
+    loop_cfg, algo_cfg = _configs("reach", "sac", critic_lr=3e-4)
+    with pytest.raises(RobotrlError, match="one learning rate"):
+        bench.sb3_kwargs("sac", loop_cfg, algo_cfg, 2)
+    loop_cfg, algo_cfg = _configs("reach", "sac", updates_per_step=1.5)
+    with pytest.raises(RobotrlError, match="updates_per_step"):
+        bench.sb3_kwargs("sac", loop_cfg, algo_cfg, 2)
+
+
+def test_tiny_benchmark_prints_a_row_per_library(capsys):
+    bench = _bench()
+    code = bench.main(["--task", "pendulum", "--algos", "sac", "--steps", "300", "--seeds", "3", "--episodes", "2",
+                       "--set", "warmup_steps=100", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["library"] for r in rows) == ["robotrl", "sb3"]
+    for r in rows:
+        assert r["steps"] == 300 and r["seed"] == 3 and r["episodes"] == 2
+        assert 1 <= r["mean_return"] <= 1000 and r["curve"][-1] == [300, r["mean_return"]]

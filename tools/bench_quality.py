@@ -1,0 +1,242 @@
+"""Quality benchmark: robotrl against Stable-Baselines3 on the same task, budget, hyperparameters and seeds.
+
+    python tools/bench_quality.py --task reach --algos sac,td3 --steps 30000 --seeds 0,1,2
+    python tools/bench_quality.py --task pendulum --algos sac --steps 10000 --seeds 0 --json
+
+Both libraries train on the same env (robotrl.make_env: the card's horizon, actions in [-1, 1]) with the
+hyperparameters of the task card's `algos.<algo>` block (plus --set overrides), translated key by key to
+SB3's arguments; a setting SB3 cannot express is an error, not a silent difference. Each final policy is
+evaluated deterministically on the same initial states (robotrl.evaluate.run_episodes with the held-out
+seeds robotrl's own evaluation uses), and both are evaluated every `eval_every` steps for learning curves.
+
+Needs the bench extra:  pip install -c constraints.txt -e ".[bench]"
+Runs are independent processes (--jobs, one torch thread each by default); do not time anything else
+on the machine meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+import torch
+
+from robotrl.algos import get_algo
+from robotrl.config import EVAL_SEED_OFFSET, RobotrlError, parse_overrides, split_run_config
+from robotrl.envs import load_card, make_env
+from robotrl.evaluate import run_episodes
+from robotrl.loop import build_run, run_policy, train
+
+LIBRARIES = ("robotrl", "sb3")
+
+
+def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict[str, Any]:
+    """The SB3 constructor arguments equal to a robotrl config; raises where SB3 has no equivalent."""
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    lrs = {algo_cfg.actor_lr, algo_cfg.critic_lr} | ({algo_cfg.alpha_lr} if algo == "sac" else set())
+    if len(lrs) != 1:
+        raise RobotrlError(f"SB3 uses one learning rate for all networks; the card has {sorted(lrs)}")
+    upd = loop_cfg.updates_per_step
+    if upd >= 1 and float(upd).is_integer():
+        train_freq, gradient_steps = 1, int(upd)
+    elif 0 < upd < 1 and float(1 / upd).is_integer():
+        train_freq, gradient_steps = int(1 / upd), 1
+    else:
+        raise RobotrlError(f"SB3 cannot express updates_per_step={upd} (needs an integer or 1/integer)")
+    kwargs: dict[str, Any] = dict(
+        learning_rate=algo_cfg.actor_lr, buffer_size=loop_cfg.buffer_size, learning_starts=loop_cfg.warmup_steps,
+        batch_size=loop_cfg.batch_size, tau=algo_cfg.tau, gamma=algo_cfg.gamma, train_freq=train_freq,
+        gradient_steps=gradient_steps, device="cpu",
+        policy_kwargs=dict(net_arch=dict(pi=list(algo_cfg.actor_hidden), qf=list(algo_cfg.critic_hidden))),
+    )
+    if algo == "sac":
+        kwargs["ent_coef"] = f"auto_{algo_cfg.init_alpha}" if algo_cfg.learn_alpha else algo_cfg.init_alpha
+        kwargs["target_entropy"] = "auto"  # -|A|, as robotrl
+    elif algo in ("td3", "ddpg"):
+        if algo == "td3":
+            kwargs.update(policy_delay=algo_cfg.policy_delay, target_policy_noise=algo_cfg.target_noise,
+                          target_noise_clip=algo_cfg.target_noise_clip)
+        if getattr(algo_cfg, "critic_weight_decay", 0.0) or getattr(algo_cfg, "critic_layer_norm", False):
+            raise RobotrlError("SB3 has no critic weight decay / layer norm option; unset them for the benchmark")
+        n = action_dim
+        sigma = algo_cfg.noise_sigma * np.ones(n)
+        if algo_cfg.noise == "gaussian":
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(n), sigma)
+        elif algo_cfg.noise == "ou":
+            kwargs["action_noise"] = OrnsteinUhlenbeckActionNoise(np.zeros(n), sigma, theta=algo_cfg.ou_theta,
+                                                                  dt=algo_cfg.ou_dt)
+    else:
+        raise RobotrlError(f"no Stable-Baselines3 counterpart for algorithm '{algo}'")
+    return kwargs
+
+
+def _rescaled(low: np.ndarray, high: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+
+
+def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, overrides: dict[str, Any]) -> dict:
+    import stable_baselines3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    card = load_card(task)
+    loop_cfg, algo_cfg = split_run_config(get_algo(algo).config_cls, {**card.algos.get(algo, {}), **overrides},
+                                          f"task card '{task}'")
+    torch.set_num_threads(loop_cfg.torch_threads)
+    eval_env = make_env(card, normalize_actions=False)
+    low, high = eval_env.action_space.low, eval_env.action_space.high
+    venv = DummyVecEnv([lambda: make_env(card)])
+    venv.seed(seed)
+    if loop_cfg.normalize_obs:  # robotrl's running normaliser; SB3's counterpart is VecNormalize (obs only)
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
+    cls = getattr(stable_baselines3, algo.upper())
+    kwargs = sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0])
+    model = cls("MlpPolicy", venv, seed=seed, verbose=0, **kwargs)
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        o = obs.numpy()[None]
+        if isinstance(venv, VecNormalize):
+            o = venv.normalize_obs(o)
+        action, _ = model.predict(o, deterministic=True)
+        return torch.as_tensor(_rescaled(low, high, action[0]))
+
+    curve: list[tuple[int, float]] = []
+
+    class Evaluate(BaseCallback):
+        def _on_step(self) -> bool:
+            if loop_cfg.eval_every and self.num_timesteps % loop_cfg.eval_every == 0 and self.num_timesteps < steps:
+                res = run_episodes(policy, eval_env, loop_cfg.eval_episodes, seed + EVAL_SEED_OFFSET)
+                curve.append((self.num_timesteps, res.mean_return))
+            return True
+
+    t0 = time.perf_counter()
+    model.learn(steps, callback=Evaluate())
+    wall = time.perf_counter() - t0
+    res = run_episodes(policy, eval_env, episodes, seed + EVAL_SEED_OFFSET)
+    curve.append((steps, res.mean_return))
+    return {"library": "sb3", "version": stable_baselines3.__version__, "threads": torch.get_num_threads(),
+            **_result(task, algo, seed, steps, res, wall, curve)}
+
+
+def run_robotrl(task: str, algo: str, seed: int, steps: int, episodes: int, overrides: dict[str, Any]) -> dict:
+    import robotrl
+
+    run = build_run(task, algo, seed=seed, overrides=overrides)
+    t0 = time.perf_counter()
+    train(run, steps, progress=False)
+    wall = time.perf_counter() - t0
+    eval_env = make_env(run.card, normalize_actions=False)
+    res = run_episodes(run_policy(run), eval_env, episodes, seed + EVAL_SEED_OFFSET)
+    curve = [(int(r["step"]), float(r["eval_mean_return"])) for r in run.progress_rows[:-1]]
+    curve.append((steps, res.mean_return))
+    return {"library": "robotrl", "version": robotrl.__version__, "threads": torch.get_num_threads(),
+            **_result(task, algo, seed, steps, res, wall, curve)}
+
+
+def _result(task: str, algo: str, seed: int, steps: int, res: Any, wall: float, curve: list) -> dict[str, Any]:
+    return {"task": task, "algo": algo, "seed": seed, "steps": steps, "mean_return": res.mean_return,
+            "std_return": res.std_return, "success_rate": None if math.isnan(res.success_rate) else res.success_rate,
+            "episodes": res.episodes, "wall_time_s": round(wall, 1), "curve": curve}
+
+
+def run_one(job: tuple) -> dict[str, Any]:
+    library, task, algo, seed, steps, episodes, overrides = job
+    fn = run_robotrl if library == "robotrl" else run_sb3
+    return fn(task, algo, seed, steps, episodes, overrides)
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, algo, library) over its seeds: mean ± std across the seeds' mean returns."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["task"], r["algo"], r["library"]), []).append(r)
+    rows = []
+    for (task, algo, lib), rs in groups.items():
+        means = [r["mean_return"] for r in rs]
+        rates = [r["success_rate"] for r in rs if r["success_rate"] is not None]
+        rows.append({"task": task, "algo": algo, "library": lib, "seeds": ",".join(str(r["seed"]) for r in rs),
+                     "steps": rs[0]["steps"], "mean_return": float(np.mean(means)), "std_return": float(np.std(means)),
+                     "success_rate": float(np.mean(rates)) if rates else None,
+                     "wall_time_s": round(float(np.mean([r["wall_time_s"] for r in rs])), 1)})
+    return rows
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    head = "| task | algo | library | seeds | steps | return (mean ± std) | success | wall time (s) |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    ordered = sorted(results, key=lambda r: (r["task"], r["algo"], r["seed"], r["library"]))
+    for r in ordered:
+        rate = "-" if r["success_rate"] is None else f"{100 * r['success_rate']:.0f}%"
+        print(f"| {r['task']} | {r['algo']} | {r['library']} | {r['seed']} | {r['steps']} | "
+              f"{r['mean_return']:.2f} ± {r['std_return']:.2f} | {rate} | {r['wall_time_s']:.0f} |")
+    for s in summary_rows(results):
+        rate = "-" if s["success_rate"] is None else f"{100 * s['success_rate']:.0f}%"
+        print(f"| **{s['task']}** | **{s['algo']}** | **{s['library']}** | {s['seeds']} | {s['steps']} | "
+              f"**{s['mean_return']:.2f} ± {s['std_return']:.2f}** | {rate} | {s['wall_time_s']:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="reach")
+    p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg")
+    p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: robotrl, sb3")
+    p.add_argument("--steps", type=int, default=30_000)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--episodes", type=int, default=20, help="final deterministic evaluation episodes")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a card hyperparameter for both libraries")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run (with its curve)")
+    p.add_argument("--save", metavar="FILE.json", help="also write all results (curves included) to this file")
+    args = p.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+        libraries = args.libraries.split(",")
+        unknown = set(libraries) - set(LIBRARIES)
+        if unknown:
+            raise RobotrlError(f"unknown library {sorted(unknown)}; allowed: {', '.join(LIBRARIES)}")
+        load_card(args.task)
+        if "sb3" in libraries:
+            try:
+                import stable_baselines3  # noqa: F401
+            except ImportError as e:
+                raise RobotrlError('Stable-Baselines3 is missing: pip install -c constraints.txt -e ".[bench]"') from e
+        jobs = [(lib, args.task, algo, int(seed), args.steps, args.episodes, overrides)
+                for algo in args.algos.split(",") for seed in args.seeds.split(",") for lib in libraries]
+        for lib, task, algo, *_ in jobs:  # fail on untranslatable settings before hours of training
+            if lib == "sb3":
+                spec = get_algo(algo)
+                loop_cfg, algo_cfg = split_run_config(spec.config_cls, {**load_card(task).algos.get(algo, {}),
+                                                                        **overrides}, f"task card '{task}'")
+                sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
+    except RobotrlError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        for r in pool.map(run_one, jobs):
+            results.append(r)
+            if args.json:
+                print(json.dumps(r), flush=True)
+            else:
+                print(f"done: {r['library']} {r['algo']} seed {r['seed']}: {r['mean_return']:.2f} "
+                      f"({r['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(results, f, indent=1)
+    if not args.json:
+        print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
