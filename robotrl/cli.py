@@ -101,7 +101,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train(run, steps, progress=not args.no_progress)
     _emit(result, args.json, [
         f"run: {result['run_dir']}",
-        f"steps: {result['steps']}  ({result['steps_per_s']} steps/s, {result['wall_time_s']} s)",
+        f"steps: {result['steps']}  ({result['steps_per_s']} steps/s, {result['wall_time_s']} s)"
+        + (f"  deployed policy: best evaluation, step {result['policy_step']}"
+           if result["policy_step"] != result["steps"] else ""),
         f"eval return: {result['eval_mean_return']:.2f} ± {result['eval_std_return']:.2f}  "
         f"success: {_fmt_success(result['eval_success_rate'])}",
     ])

@@ -45,6 +45,9 @@ class LoopConfig:
     """Write checkpoints/last.pt every this many steps (0: only at the end of training)."""
     normalize_obs: bool = True
     """Keep a running mean/std of observations; it is frozen into exported policies."""
+    keep_best: bool = False
+    """Deploy (evaluate, export) the policy of the best periodic evaluation instead of the last one, as SB3's
+    EvalCallback best_model; training itself continues from the latest weights."""
     torch_threads: int = 1
     """CPU threads for torch; small MLPs run fastest on one thread."""
     device: str = "cpu"

@@ -94,7 +94,11 @@ def policy_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoin
     agent = spec.agent_cls(ckpt["obs_dim"], ckpt["action_dim"], algo_cfg, seed=ckpt["seed"], device="cpu")
     normalizer = ObsNormalizer(ckpt["obs_dim"], enabled=ckpt["loop_config"]["normalize_obs"])
     restore_agent(agent, normalizer, ckpt, source)
-    return deployed_policy(agent.policy(), normalizer, ckpt["action_low"].numpy(), ckpt["action_high"].numpy())
+    policy = agent.policy()
+    if ckpt.get("best") is not None:  # keep_best: the deployed policy is the best evaluated snapshot
+        policy.load_state_dict(ckpt["best"]["policy"])
+        normalizer.load_state_dict(ckpt["best"]["normalizer"])
+    return deployed_policy(policy, normalizer, ckpt["action_low"].numpy(), ckpt["action_high"].numpy())
 
 
 def is_torchscript(path: Path) -> bool:

@@ -103,6 +103,7 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "observation_shape": [ckpt["obs_dim"]], "action_shape": [ckpt["action_dim"]],
         "action_low": ckpt["action_low"].tolist(), "action_high": ckpt["action_high"].tolist(),
         "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": ckpt.get("eval"),
+        "policy_step": ckpt["best"]["step"] if ckpt.get("best") else ckpt["step"],
         "source_checkpoint": str(ckpt_path), "robotrl_version": __version__, "torch_version": torch.__version__,
         "input": "raw observation, float32, shape [obs] or [batch, obs]",
         "output": "action in actuator units, clamped to [action_low, action_high]; non-finite input gives "

@@ -59,6 +59,7 @@ class Run:
     last_eval: EvalResult | None = None
     elapsed_s: float = 0.0
     progress_rows: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # keep_best: {"step", "eval", "policy", "normalizer"} snapshot
 
     @property
     def obs_dim(self) -> int:
@@ -112,18 +113,35 @@ def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
     return run.normalizer(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
 
-def run_policy(run: Run) -> DeployedPolicy:
-    """The run's current deterministic policy as deployed: normaliser -> agent policy -> rescale."""
+def run_policy(run: Run, current: bool = False) -> DeployedPolicy:
+    """The run's deterministic policy as deployed: normaliser -> agent policy -> rescale. With keep_best
+    that is the best evaluated snapshot unless `current` asks for the latest weights."""
     low, high = run.action_bounds()
-    policy = run.agent.policy()
+    policy, normalizer = run.agent.policy(), run.normalizer
+    if run.best is not None and not current:
+        policy, normalizer = copy.deepcopy(policy), copy.deepcopy(normalizer)
+        policy.load_state_dict(run.best["policy"])
+        normalizer.load_state_dict(run.best["normalizer"])
     if run.agent.device.type != "cpu":  # evaluation and export run on the CPU, like the robot runtime
         policy = copy.deepcopy(policy).cpu()
-    return deployed_policy(policy, run.normalizer, low, high)
+    return deployed_policy(policy, normalizer, low, high)
 
 
-def evaluate_run(run: Run, episodes: int | None = None) -> EvalResult:
+def evaluate_run(run: Run, episodes: int | None = None, current: bool = False) -> EvalResult:
     n = episodes if episodes is not None else run.loop_cfg.eval_episodes
-    return run_episodes(run_policy(run), run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
+    return run_episodes(run_policy(run, current), run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _keep_if_best(run: Run, result: EvalResult) -> None:
+    """keep_best: snapshot the current policy when it evaluates at least as well as the best so far (ties go
+    to the later, longer-trained policy)."""
+    if run.loop_cfg.keep_best and (run.best is None or result.mean_return >= run.best["eval"]["mean_return"]):
+        run.best = {"step": run.step, "eval": result.as_dict(), "policy": _snapshot(run.agent.policy()),
+                    "normalizer": _snapshot(run.normalizer)}
 
 
 def _start_episode(run: Run) -> None:
@@ -231,6 +249,8 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
             save_run(run)
     bar.close()
     _log_eval(run, logger, metrics, t0, step0)
+    if run.best is not None:  # report the deployed policy: the best snapshot's evaluation
+        run.last_eval = EvalResult.from_dict(run.best["eval"])
     logger.close()
     run.elapsed_s += time.perf_counter() - t0
     if run.run_dir is not None:
@@ -239,6 +259,7 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
     return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
             "eval_mean_return": run.last_eval.mean_return, "eval_std_return": run.last_eval.std_return,
             "eval_success_rate": run.last_eval.success_rate, "wall_time_s": round(wall, 2),
+            "policy_step": run.best["step"] if run.best is not None else run.step,
             "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
 
 
@@ -248,8 +269,9 @@ def _recent(run: Run) -> str:
 
 def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[float]], t0: float, step0: int) -> None:
     wall = time.perf_counter() - t0
-    result = evaluate_run(run)
+    result = evaluate_run(run, current=True)
     run.last_eval = result
+    _keep_if_best(run, result)
     recent = float(np.mean(run.recent_returns)) if run.recent_returns else math.nan
     row: dict[str, Any] = {
         "step": run.step, "episodes": run.episodes, "time_s": round(run.elapsed_s + wall, 2),
@@ -285,7 +307,7 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
         "obs_dim": run.obs_dim, "action_dim": run.action_dim,
         "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
         "agent": run.agent.state_dict(), "normalizer": run.normalizer.state_dict(), "step": run.step,
-        "eval": run.last_eval.as_dict() if run.last_eval else None,
+        "eval": run.last_eval.as_dict() if run.last_eval else None, "best": run.best,
     }
     if include_loop_state:
         payload["loop_state"] = {
@@ -317,6 +339,7 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
     restore_agent(run.agent, run.normalizer, ckpt, path)
     run.step = ckpt["step"]
     run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
+    run.best = ckpt.get("best")
     state = ckpt.get("loop_state")
     if state is not None:
         run.episodes, run.update_credit = state["episodes"], state["update_credit"]

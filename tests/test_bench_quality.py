@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import stable_baselines3
 import torch
+from PIL import Image
 
 from robotrl.algos import get_algo
 from robotrl.config import RobotrlError, split_run_config
@@ -63,13 +64,19 @@ def test_settings_sb3_cannot_express_are_errors():
         bench.sb3_kwargs("sac", loop_cfg, algo_cfg, 2)
 
 
-def test_tiny_benchmark_prints_a_row_per_library(capsys):
+def test_tiny_benchmark_prints_a_row_per_library_and_plots_both(capsys, tmp_path):
     bench = _bench()
     code = bench.main(["--task", "pendulum", "--algos", "sac", "--steps", "300", "--seeds", "3", "--episodes", "2",
-                       "--set", "warmup_steps=100", "--json"])
+                       "--set", "warmup_steps=100", "--set", "eval_every=150", "--json",
+                       "--plot", str(tmp_path / "q.png"), "--save", str(tmp_path / "q.json")])
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(r["library"] for r in rows) == ["robotrl", "sb3"]
     for r in rows:
         assert r["steps"] == 300 and r["seed"] == 3 and r["episodes"] == 2
         assert 1 <= r["mean_return"] <= 1000 and r["curve"][-1] == [300, r["mean_return"]]
+        assert [step for step, _ in r["curve"]] == [150, 300]  # periodic evaluation on both sides
+    with Image.open(tmp_path / "q.png") as image:
+        assert image.size == (800, 500)
+    assert bench.main(["--load", str(tmp_path / "q.json")]) == 0
+    assert "| pendulum | sac | sb3 | 3 | 300 |" in capsys.readouterr().out

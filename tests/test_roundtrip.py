@@ -73,8 +73,10 @@ def _state_tensors(run) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("algo, noise", [("ddpg", "ou"), ("td3", "gaussian"), ("sac", None), ("naf", "ou"),
                                          ("naf", "naf_p")])
 def test_resume_from_n_to_2n_equals_uninterrupted_2n(tmp_path, algo, noise):
-    # pendulum episodes end by termination at irregular times; N is chosen so that it falls mid-episode
-    cfg = dict(small(algo), normalize_obs=True, **({"noise": noise} if noise else {}))
+    # pendulum episodes end by termination at irregular times; N is chosen so that it falls mid-episode.
+    # keep_best with evaluations before and after N: the best snapshot must survive the resume too.
+    cfg = dict(small(algo), normalize_obs=True, keep_best=True, eval_every=170,
+               **({"noise": noise} if noise else {}))
     half = build_run("pendulum", algo, seed=3, overrides=cfg, run_dir=tmp_path / "half")
     train(half, 300, progress=False)
     if half.episode_len == 0:
@@ -92,6 +94,9 @@ def test_resume_from_n_to_2n_equals_uninterrupted_2n(tmp_path, algo, noise):
         assert torch.equal(a[key], b[key]), key
     assert full.episodes == resumed.episodes and full.step == resumed.step == 2 * n
     assert full.last_eval.returns == resumed.last_eval.returns
+    assert full.best["step"] == resumed.best["step"]
+    for key, value in full.best["policy"].items():
+        assert torch.equal(value, resumed.best["policy"][key]), key
 
 
 def test_checkpoint_written_atomically_keeps_previous_on_failure(tmp_path, monkeypatch):
@@ -165,3 +170,31 @@ def test_load_policy_accepts_run_dir_and_checkpoint(tmp_path):
     from_dir = load_policy(tmp_path / "run")(obs)
     from_ckpt = load_policy(tmp_path / "run" / "checkpoints" / "last.pt")(obs)
     assert np.array_equal(from_dir, from_ckpt)
+
+
+def test_keep_best_deploys_the_best_evaluated_policy_everywhere(tmp_path):
+    cfg = dict(SMALL, eval_every=100, eval_episodes=2, keep_best=True)
+    run = build_run("pendulum", "ddpg", seed=4, overrides=cfg, run_dir=tmp_path / "run")
+    result = train(run, 600, progress=False)
+    evals = [row["eval_mean_return"] for row in run.progress_rows]
+    best_index = max(i for i, r in enumerate(evals) if r == max(evals))  # ties go to the later policy
+    assert run.best["step"] == run.progress_rows[best_index]["step"] == result["policy_step"]
+    assert result["eval_mean_return"] == max(evals) == run.last_eval.mean_return
+
+    obs = torch.from_numpy(_observations("pendulum", 16))
+    from robotrl.loop import run_policy
+
+    with torch.no_grad():
+        deployed, latest = run_policy(run)(obs), run_policy(run, current=True)(obs)
+    if run.best["step"] != run.step:
+        assert not torch.equal(deployed, latest)
+    assert torch.equal(load_policy(tmp_path / "run").module(obs), deployed)  # checkpoint -> best snapshot
+    resumed = load_run(tmp_path / "run" / "checkpoints" / "last.pt")
+    with torch.no_grad():
+        assert torch.equal(run_policy(resumed)(obs), deployed)
+    out = tmp_path / "best.pt"
+    from robotrl.export import export_checkpoint
+
+    export_checkpoint(tmp_path / "run", out)
+    assert json.loads(out.with_suffix(".json").read_text())["policy_step"] == run.best["step"]
+    np.testing.assert_allclose(load_policy(out)(obs.numpy()), deployed.numpy(), atol=1e-5, rtol=0)

@@ -17,12 +17,14 @@ on the machine meanwhile.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,17 +111,30 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
         return torch.as_tensor(_rescaled(low, high, action[0]))
 
     curve: list[tuple[int, float]] = []
+    best: dict[str, Any] = {}
+
+    def evaluate_and_keep(step: int) -> None:
+        res = run_episodes(policy, eval_env, loop_cfg.eval_episodes, seed + EVAL_SEED_OFFSET)
+        curve.append((step, res.mean_return))
+        if loop_cfg.keep_best and res.mean_return >= best.get("mean_return", -math.inf):  # as robotrl's loop
+            best.update(mean_return=res.mean_return, policy=copy.deepcopy(model.policy.state_dict()),
+                        obs_rms=copy.deepcopy(getattr(venv, "obs_rms", None)))
 
     class Evaluate(BaseCallback):
         def _on_step(self) -> bool:
             if loop_cfg.eval_every and self.num_timesteps % loop_cfg.eval_every == 0 and self.num_timesteps < steps:
-                res = run_episodes(policy, eval_env, loop_cfg.eval_episodes, seed + EVAL_SEED_OFFSET)
-                curve.append((self.num_timesteps, res.mean_return))
+                evaluate_and_keep(self.num_timesteps)
             return True
 
     t0 = time.perf_counter()
     model.learn(steps, callback=Evaluate())
     wall = time.perf_counter() - t0
+    if loop_cfg.keep_best:  # the final evaluation is a candidate too, then deploy the best (SB3's best_model)
+        evaluate_and_keep(steps)
+        curve.pop()
+        model.policy.load_state_dict(best["policy"])
+        if best["obs_rms"] is not None:
+            venv.obs_rms = best["obs_rms"]
     res = run_episodes(policy, eval_env, episodes, seed + EVAL_SEED_OFFSET)
     curve.append((steps, res.mean_return))
     return {"library": "sb3", "version": stable_baselines3.__version__, "threads": torch.get_num_threads(),
@@ -184,6 +199,22 @@ def print_table(results: list[dict[str, Any]]) -> None:
               f"**{s['mean_return']:.2f} ± {s['std_return']:.2f}** | {rate} | {s['wall_time_s']:.0f} |")
 
 
+def plot_results(results: list[dict[str, Any]], output: str) -> None:
+    """Both libraries' learning curves (mean ± std over seeds) for each algorithm on one axis."""
+    from robotrl.plot import Curve, plot_curves
+
+    curves: dict[str, Curve] = {}
+    for r in sorted(results, key=lambda r: (r["algo"], r["library"], r["seed"])):
+        curve = curves.setdefault(f"{r['algo']} {r['library']}", Curve(f"{r['algo']} {r['library']}"))
+        steps, returns = zip(*r["curve"], strict=True)
+        curve.x.append(np.array(steps, dtype=float))
+        curve.y.append(np.array(returns, dtype=float))
+        curve.steps_per_s.append(r["steps"] / r["wall_time_s"])
+    tasks = sorted({r["task"] for r in results})
+    plot_curves(list(curves.values()), Path(output), "evaluation return", "environment steps",
+                title=f"{', '.join(tasks)}: robotrl vs Stable-Baselines3, same hyperparameters")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="reach")
@@ -197,7 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run (with its curve)")
     p.add_argument("--save", metavar="FILE.json", help="also write all results (curves included) to this file")
+    p.add_argument("--load", metavar="FILE.json", help="print (and --plot) the results of an earlier --save run")
+    p.add_argument("--plot", metavar="FILE.png", help="draw both libraries' learning curves on one axis")
     args = p.parse_args(argv)
+    if args.load:
+        with open(args.load) as f:
+            results = json.load(f)
+        print_table(results)
+        if args.plot:
+            plot_results(results, args.plot)
+        return 0
     try:
         overrides = parse_overrides(args.overrides)
         libraries = args.libraries.split(",")
@@ -222,19 +262,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results = []
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        for r in pool.map(run_one, jobs):
+    pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) if args.jobs > 1 else None
+    try:
+        for r in (pool.map(run_one, jobs) if pool else map(run_one, jobs)):
             results.append(r)
             if args.json:
                 print(json.dumps(r), flush=True)
             else:
                 print(f"done: {r['library']} {r['algo']} seed {r['seed']}: {r['mean_return']:.2f} "
                       f"({r['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
+    finally:
+        if pool:
+            pool.shutdown()
     if args.save:
         with open(args.save, "w") as f:
             json.dump(results, f, indent=1)
     if not args.json:
         print_table(results)
+    if args.plot:
+        plot_results(results, args.plot)
     return 0
 
 
