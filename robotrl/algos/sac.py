@@ -68,7 +68,7 @@ class SACAgent(AgentState):
                  device: str | torch.device = "cpu") -> None:
         self.cfg, self.device = cfg, torch.device(device)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.actor_hidden).to(self.device)
-        self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden).to(self.device)
+        self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden, final_init=None).to(self.device)  # default init
         self.target_critic = target_copy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)

@@ -54,8 +54,9 @@ class TD3Agent(NoisyDeterministicAgent):
     def __init__(self, obs_dim: int, action_dim: int, cfg: TD3Config, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
         self.cfg, self.device = cfg, torch.device(device)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.actor_hidden).to(self.device)
-        self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden).to(self.device)
+        # PyTorch's default init everywhere, as the authors' code (no DDPG-style 3e-3 output layers)
+        self.actor = DeterministicActor(obs_dim, action_dim, cfg.actor_hidden, final_init=None).to(self.device)
+        self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden, final_init=None).to(self.device)
         self.target_actor, self.target_critic = target_copy(self.actor), target_copy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
