@@ -70,6 +70,10 @@ def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
         print("\n".join(lines))
 
 
+def _command_line() -> str:
+    return "robotrl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def _fmt_success(rate: float) -> str:
     return "n/a" if math.isnan(rate) else f"{rate:.0%}"
 
@@ -98,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     steps = args.steps if args.steps is not None else run.loop_cfg.total_steps
     if steps <= 0:
         raise RobotrlError(f"--steps must be positive, got {steps}")
+    run.commands.append(_command_line())
     result = train(run, steps, progress=not args.no_progress)
     _emit(result, args.json, [
         f"run: {result['run_dir']}",
@@ -135,8 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from robotrl.export import export_checkpoint
 
-    command = "robotrl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    r = export_checkpoint(args.path, args.output, command=command)
+    r = export_checkpoint(args.path, args.output, command=_command_line())
     _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff}, args.json,
           [f"exported {r.path} (+ {r.card_path}); verified on {r.observations_checked} observations, "
            f"max |diff| {r.max_abs_diff:.2g}"])

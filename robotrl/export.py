@@ -109,6 +109,8 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "output": "action in actuator units, clamped to [action_low, action_high]; non-finite input gives "
                   "the bounds' midpoint",
     }
+    if ckpt.get("commands"):
+        card["train_commands"] = ckpt["commands"]
     if command:
         card["command"] = command
     try:

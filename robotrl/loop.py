@@ -60,6 +60,7 @@ class Run:
     elapsed_s: float = 0.0
     progress_rows: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # keep_best: {"step", "eval", "policy", "normalizer"} snapshot
+    commands: list[str] = field(default_factory=list)  # the CLI commands that trained this run, in order
 
     @property
     def obs_dim(self) -> int:
@@ -308,6 +309,7 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
         "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
         "agent": run.agent.state_dict(), "normalizer": run.normalizer.state_dict(), "step": run.step,
         "eval": run.last_eval.as_dict() if run.last_eval else None, "best": run.best,
+        "commands": run.commands,
     }
     if include_loop_state:
         payload["loop_state"] = {
@@ -340,6 +342,7 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
     run.step = ckpt["step"]
     run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
     run.best = ckpt.get("best")
+    run.commands = list(ckpt.get("commands", []))
     state = ckpt.get("loop_state")
     if state is not None:
         run.episodes, run.update_credit = state["episodes"], state["update_credit"]

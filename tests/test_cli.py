@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -53,10 +54,15 @@ def test_train_writes_run_directory_and_json(trained):
 def test_eval_and_export_and_eval_of_export_agree(trained):
     root, _ = trained
     ev = last_json(robotrl("eval", "run", "--episodes", "3", "--seed", "7", "--json", cwd=root))
-    assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes"} and ev["episodes"] == 3
+    assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes", "returns"} and ev["episodes"] == 3
+    assert len(ev["returns"]) == 3
     assert 0.0 <= ev["success_rate"] <= 1.0
     ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--json", cwd=root))
     assert ex["max_abs_diff"] <= 1e-5 and (root / "policies" / "reach-ddpg.json").is_file()
+    card = json.loads((root / "policies" / "reach-ddpg.json").read_text())
+    assert card["train_commands"] == ["robotrl train reach --algo ddpg --steps 300 --seed 2 --out run --no-progress "
+                                      "--json " + shlex.join(TINY)]
+    assert card["command"] == "robotrl export run -o policies/reach-ddpg.pt --json"
     ev2 = last_json(robotrl("eval", "policies/reach-ddpg.pt", "--episodes", "3", "--seed", "7", "--json", cwd=root))
     assert ev2["mean_return"] == pytest.approx(ev["mean_return"], abs=1e-3)
 
