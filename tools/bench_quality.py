@@ -34,7 +34,7 @@ from robotrl.algos import get_algo
 from robotrl.config import EVAL_SEED_OFFSET, RobotrlError, parse_overrides, split_run_config
 from robotrl.envs import load_card, make_env
 from robotrl.evaluate import run_episodes
-from robotrl.loop import build_run, run_policy, train
+from robotrl.loop import build_run, run_policy, run_values, train
 
 LIBRARIES = ("robotrl", "sb3")
 
@@ -80,6 +80,11 @@ def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict
     return kwargs
 
 
+def card_configs(card: Any, algo: str, overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """(LoopConfig, algorithm config) as robotrl builds them for a run: defaults <- card <- overrides."""
+    return split_run_config(get_algo(algo).config_cls, run_values(card, algo, overrides), f"task card '{card.name}'")
+
+
 def _rescaled(low: np.ndarray, high: np.ndarray, a: np.ndarray) -> np.ndarray:
     return low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
 
@@ -90,8 +95,7 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     card = load_card(task)
-    loop_cfg, algo_cfg = split_run_config(get_algo(algo).config_cls, {**card.algos.get(algo, {}), **overrides},
-                                          f"task card '{task}'")
+    loop_cfg, algo_cfg = card_configs(card, algo, overrides)
     torch.set_num_threads(loop_cfg.torch_threads)
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
@@ -254,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 for algo in args.algos.split(",") for seed in args.seeds.split(",") for lib in libraries]
         for lib, task, algo, *_ in jobs:  # fail on untranslatable settings before hours of training
             if lib == "sb3":
-                spec = get_algo(algo)
-                loop_cfg, algo_cfg = split_run_config(spec.config_cls, {**load_card(task).algos.get(algo, {}),
-                                                                        **overrides}, f"task card '{task}'")
+                loop_cfg, algo_cfg = card_configs(load_card(task), algo, overrides)
                 sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
     except RobotrlError as e:
         print(f"error: {e}", file=sys.stderr)
