@@ -191,8 +191,11 @@ class _Logger:
             self.tb.close()
 
 
-def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
-    """Train until run.step == steps (a total, so a resumed run continues to the same target)."""
+def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = True) -> dict[str, Any]:
+    """Train until run.step == steps (a total, so a resumed run continues to the same target).
+
+    evaluate_at_end=False skips the closing evaluation and log row (the speed benchmark times the loop alone);
+    the result then reports the last evaluation made, if any."""
     from tqdm import tqdm
 
     cfg = run.loop_cfg
@@ -204,7 +207,9 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
     logger = _Logger(run)
     if run.obs is None:
         _start_episode(run)
-    metrics: dict[str, list[float]] = {}  # per key: an algorithm may report a metric on some updates only
+    # Per key (an algorithm may report a metric on some updates only): the updates' 0-dim tensors, reduced
+    # at logging time so no update waits on a host sync.
+    metrics: dict[str, list[torch.Tensor]] = {}
     t0, step0 = time.perf_counter(), run.step
     bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=f"{run.algo.name} {run.task}")
@@ -249,7 +254,8 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
         if run.run_dir is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
             save_run(run)
     bar.close()
-    _log_eval(run, logger, metrics, t0, step0)
+    if evaluate_at_end:
+        _log_eval(run, logger, metrics, t0, step0)
     if run.best is not None:  # report the deployed policy: the best snapshot's evaluation
         run.last_eval = EvalResult.from_dict(run.best["eval"])
     logger.close()
@@ -257,9 +263,11 @@ def train(run: Run, steps: int, progress: bool = True) -> dict[str, Any]:
     if run.run_dir is not None:
         save_run(run)
     wall = time.perf_counter() - t0
+    last = run.last_eval
     return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
-            "eval_mean_return": run.last_eval.mean_return, "eval_std_return": run.last_eval.std_return,
-            "eval_success_rate": run.last_eval.success_rate, "wall_time_s": round(wall, 2),
+            "eval_mean_return": last.mean_return if last else math.nan,
+            "eval_std_return": last.std_return if last else math.nan,
+            "eval_success_rate": last.success_rate if last else math.nan, "wall_time_s": round(wall, 2),
             "policy_step": run.best["step"] if run.best is not None else run.step,
             "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
 
@@ -268,7 +276,7 @@ def _recent(run: Run) -> str:
     return f"{np.mean(run.recent_returns):.1f}" if run.recent_returns else "-"
 
 
-def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[float]], t0: float, step0: int) -> None:
+def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[torch.Tensor]], t0: float, step0: int) -> None:
     wall = time.perf_counter() - t0
     result = evaluate_run(run, current=True)
     run.last_eval = result
@@ -281,7 +289,7 @@ def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[float]], t0: fl
         "eval_success_rate": result.success_rate,
     }
     for k, values in metrics.items():
-        row[k] = float(np.mean(values))
+        row[k] = float(torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]).mean())
         logger.scalar(f"train/{k}", row[k], run.step)
     logger.scalar("eval/mean_return", result.mean_return, run.step)
     if not math.isnan(result.success_rate):

@@ -112,6 +112,13 @@ class TwinQ(nn.Module):
             x = torch.relu(layer(x))
         return self.out(x).squeeze(-1)
 
+    def first(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q_1(s, a) alone, [batch] (TD3's actor loss needs no other member)."""
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.hidden:
+            x = torch.relu(torch.addmm(layer.bias[0], x, layer.weight[0]))
+        return torch.addmm(self.out.bias[0], x, self.out.weight[0]).squeeze(-1)
+
 
 class NAFHead(nn.Module):
     """Normalized Advantage Function network (Gu et al. 2016, arXiv 1603.00748, eq. 2-4).

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from robotrl.nets import TwinQ
 
 
 @torch.no_grad()
@@ -32,34 +35,42 @@ def bellman_target(reward: torch.Tensor, terminated: torch.Tensor, gamma: float,
     return reward + gamma * (1.0 - terminated) * next_value
 
 
-def frozen(module: nn.Module) -> Callable[..., torch.Tensor]:
-    """Call `module` with detached parameters: gradients flow to the inputs only, never into the module.
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, `module`'s parameters do not require gradients: autograd flows to the inputs only
+    and computes no weight gradients at all (the cheapest way to take the critic out of the actor step).
 
     Actor losses evaluate critics this way, so an actor step leaves critic gradients untouched.
     """
-    params = {name: p.detach() for name, p in module.named_parameters()}
-    return lambda *args: torch.func.functional_call(module, params, args)
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
-def q_regression_loss(critic: nn.Module, obs: torch.Tensor, action: torch.Tensor,
-                      y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def q_regression_loss(critic: Callable[..., torch.Tensor], obs: torch.Tensor, action: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum over critics of E[(Q_i(s, a) - y)^2]; the critic returns [batch] (one) or [critics, batch]."""
     q = critic(obs, action)
     loss = (q - y).pow(2).mean(-1).sum()
-    return loss, {"critic_loss": loss.item(), "q_mean": q.mean().item()}
+    return loss, {"critic_loss": loss.detach(), "q_mean": q.detach().mean()}
 
 
 def deterministic_policy_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor,
-                              ) -> tuple[torch.Tensor, dict[str, float]]:
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Deterministic policy gradient (Silver et al. 2014; DDPG eq. 6): minimise -Q(s, mu(s)).
 
-    For a twin critic the first Q is used (TD3, Fujimoto et al. 2018, section 5). The critic is frozen.
+    For a twin critic only the first Q is evaluated (TD3, Fujimoto et al. 2018, section 5). The critic is frozen.
     """
-    q = frozen(critic)(obs, actor(obs))
-    if q.dim() == 2:
-        q = q[0]
+    action = actor(obs)
+    with frozen(critic):
+        q = critic.first(obs, action) if isinstance(critic, TwinQ) else critic(obs, action)
     loss = -q.mean()
-    return loss, {"actor_loss": loss.item()}
+    return loss, {"actor_loss": loss.detach()}
 
 
 def smoothed_target_action(target_actor: nn.Module, next_obs: torch.Tensor, noise_std: float,

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, gradient_step, target_copy
+from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, adam, gradient_step, target_copy
 from robotrl.nets import DeterministicActor, QCritic
 from robotrl.noise import make_noise
 from robotrl.replay import Batch
@@ -43,7 +43,7 @@ class DDPGConfig(NoiseConfig):
 
 
 def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Module, batch: Batch,
-                gamma: float) -> tuple[torch.Tensor, dict[str, float]]:
+                gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = E[(Q(s, a) - y)^2], y = r + gamma (1 - terminated) Q'(s', mu'(s'))  (paper eq. 4-5)."""
     with torch.no_grad():
         next_action = smoothed_target_action(target_actor, batch.next_obs, noise_std=0.0, noise_clip=0.0)
@@ -63,13 +63,13 @@ class DDPGAgent(NoisyDeterministicAgent):
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.actor_hidden).to(self.device)
         self.critic = QCritic(obs_dim, action_dim, cfg.critic_hidden, layer_norm=cfg.critic_layer_norm).to(self.device)
         self.target_actor, self.target_critic = target_copy(self.actor), target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr,
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.critic_lr,
                                            weight_decay=cfg.critic_weight_decay)
         self.noise = make_noise(cfg.noise, action_dim, cfg.noise_sigma, cfg.ou_theta, cfg.ou_dt, seed)
         self.updates = 0
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss_q, info = critic_loss(self.critic, self.target_critic, self.target_actor, batch, self.cfg.gamma)
         gradient_step(self.critic_opt, loss_q)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robotrl.algos.common import AgentState, gradient_step, target_copy
+from robotrl.algos.common import AgentState, adam, gradient_step, target_copy
 from robotrl.nets import NAFHead
 from robotrl.noise import GaussianNoise, make_noise
 from robotrl.replay import Batch
@@ -54,7 +54,7 @@ def precision_noise(precision: torch.Tensor, z: torch.Tensor, scale: float) -> t
 
 
 def naf_loss(net: NAFHead, target_net: NAFHead, batch: Batch,
-             gamma: float) -> tuple[torch.Tensor, dict[str, float]]:
+             gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = E[(Q(s, a) - y)^2], y = r + gamma (1 - terminated) V'(s')  (paper algorithm 1)."""
     with torch.no_grad():
         y = bellman_target(batch.reward, batch.terminated, gamma, target_net.value(batch.next_obs))
@@ -69,7 +69,7 @@ class NAFAgent(AgentState):
         self.cfg, self.device = cfg, torch.device(device)
         self.net = NAFHead(obs_dim, action_dim, cfg.hidden).to(self.device)
         self.target_net = target_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.opt = adam(self.net.parameters(), lr=cfg.lr)
         if cfg.noise == "naf_p":  # unit normal draws, shaped by L(s) at acting time
             self.noise = GaussianNoise(action_dim, sigma=1.0, seed=seed)
         else:
@@ -97,7 +97,7 @@ class NAFAgent(AgentState):
         """Deterministic normalised-obs -> mu(s) in [-1, 1]: the NAF network's forward()."""
         return self.net
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss, info = naf_loss(self.net, self.target_net, batch, self.cfg.gamma)
         gradient_step(self.opt, loss)
         polyak_update(self.net, self.target_net, self.cfg.tau)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robotrl.algos.common import ActorCriticConfig, AgentState, gradient_step, target_copy
+from robotrl.algos.common import ActorCriticConfig, AgentState, adam, gradient_step, target_copy
 from robotrl.nets import SquashedGaussianActor, TwinQ
 from robotrl.replay import Batch
 from robotrl.targets import bellman_target, frozen, polyak_update, q_regression_loss
@@ -35,7 +35,7 @@ class SACConfig(ActorCriticConfig):
 
 
 def critic_loss(critic: nn.Module, target_critic: nn.Module, actor: SquashedGaussianActor, alpha: torch.Tensor,
-                batch: Batch, gamma: float) -> tuple[torch.Tensor, dict[str, float]]:
+                batch: Batch, gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """y = r + gamma (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')  (eq. 3, 5)."""
     with torch.no_grad():
         next_action, next_log_prob = actor.sample(batch.next_obs)
@@ -45,20 +45,22 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, actor: SquashedGaus
 
 
 def actor_loss(actor: SquashedGaussianActor, critic: nn.Module, alpha: torch.Tensor,
-               obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+               obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps): the gradient flows through the
     sample (eq. 12-13). The critic is frozen; returns the log-probs for the temperature loss."""
     action, log_prob = actor.sample(obs)
-    q = frozen(critic)(obs, action).min(dim=0).values
+    with frozen(critic):
+        q = critic(obs, action).min(dim=0).values
     loss = (alpha * log_prob - q).mean()
-    return loss, log_prob.detach(), {"actor_loss": loss.item(), "entropy": -log_prob.mean().item()}
+    log_prob = log_prob.detach()
+    return loss, log_prob, {"actor_loss": loss.detach(), "entropy": -log_prob.mean()}
 
 
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor,
-                     target_entropy: float) -> tuple[torch.Tensor, dict[str, float]]:
+                     target_entropy: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """J(alpha) = E[-alpha (log pi(a|s) + H_target)]  (1812.05905 eq. 18), optimised in log(alpha)."""
     loss = -(log_alpha.exp() * (log_prob + target_entropy)).mean()
-    return loss, {"alpha": log_alpha.exp().item(), "alpha_loss": loss.item()}
+    return loss, {"alpha": log_alpha.detach().exp(), "alpha_loss": loss.detach()}
 
 
 class SACAgent(AgentState):
@@ -70,10 +72,10 @@ class SACAgent(AgentState):
         self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.actor_hidden).to(self.device)
         self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden, final_init=None).to(self.device)  # default init
         self.target_critic = target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), device=self.device, requires_grad=cfg.learn_alpha)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.learn_alpha else None
+        self.alpha_opt = adam([self.log_alpha], lr=cfg.alpha_lr) if cfg.learn_alpha else None
         self.target_entropy = cfg.target_entropy if cfg.target_entropy is not None else -float(action_dim)
         self.updates = 0
 
@@ -86,7 +88,7 @@ class SACAgent(AgentState):
     def reset_episode(self) -> None:
         pass
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         alpha = self.log_alpha.detach().exp()
         loss_q, info = critic_loss(self.critic, self.target_critic, self.actor, alpha, batch, self.cfg.gamma)
         gradient_step(self.critic_opt, loss_q)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, gradient_step, target_copy
+from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, adam, gradient_step, target_copy
 from robotrl.nets import DeterministicActor, TwinQ
 from robotrl.noise import make_noise
 from robotrl.replay import Batch
@@ -39,7 +39,7 @@ class TD3Config(NoiseConfig):
 
 
 def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Module, batch: Batch,
-                cfg: TD3Config) -> tuple[torch.Tensor, dict[str, float]]:
+                cfg: TD3Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """y = r + gamma (1 - terminated) min_i Q'_i(s', clip(mu'(s') + clip(eps, -c, c), -1, 1))  (paper eq. 10, 14)."""
     with torch.no_grad():
         next_action = smoothed_target_action(target_actor, batch.next_obs, cfg.target_noise, cfg.target_noise_clip)
@@ -58,12 +58,12 @@ class TD3Agent(NoisyDeterministicAgent):
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.actor_hidden, final_init=None).to(self.device)
         self.critic = TwinQ(obs_dim, action_dim, cfg.critic_hidden, final_init=None).to(self.device)
         self.target_actor, self.target_critic = target_copy(self.actor), target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.noise = make_noise(cfg.noise, action_dim, cfg.noise_sigma, cfg.ou_theta, cfg.ou_dt, seed)
         self.updates = 0
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss_q, info = critic_loss(self.critic, self.target_critic, self.target_actor, batch, self.cfg)
         gradient_step(self.critic_opt, loss_q)
         self.updates += 1
