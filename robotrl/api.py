@@ -79,6 +79,12 @@ class NAF(Trainer):
     algo = "naf"
 
 
+class QTOpt(Trainer):
+    """QT-Opt (Kalashnikov et al. 2018): Q-learning with the CEM argmax over actions, two target networks."""
+
+    algo = "qtopt"
+
+
 class SAC(Trainer):
     """SAC (Haarnoja et al. 2018): reparameterised squashed Gaussian, twin Q, learned temperature."""
 
@@ -110,4 +116,4 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["DDPG", "NAF", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]
+__all__ = ["DDPG", "NAF", "QTOpt", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]

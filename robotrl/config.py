@@ -30,7 +30,12 @@ class LoopConfig:
     total_steps: int = 100_000
     """Environment steps to train for when --steps is not given."""
     warmup_steps: int = 10_000
-    """Steps of uniformly random actions before the policy acts and updates start."""
+    """Steps of warm-up actions (see warmup_policy) before the policy acts and updates start."""
+    warmup_policy: Literal["uniform", "scripted"] = "uniform"
+    """Warm-up actions: "uniform" random, or the task's scripted policy ("scripted", where the task has one,
+    e.g. grasp) with Gaussian noise of std warmup_noise, as QT-Opt seeded its replay with scripted grasps."""
+    warmup_noise: float = 0.4
+    """Std of the Gaussian noise on the scripted warm-up policy's actions (normalised action space)."""
     batch_size: int = 256
     """Transitions per gradient update."""
     buffer_size: int = 1_000_000

@@ -61,6 +61,7 @@ class Run:
     progress_rows: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # keep_best: {"step", "eval", "policy", "normalizer"} snapshot
     commands: list[str] = field(default_factory=list)  # the CLI commands that trained this run, in order
+    script: Any = None  # warmup_policy "scripted": the task's scripted policy (raw obs -> action in [-1, 1])
 
     @property
     def obs_dim(self) -> int:
@@ -105,9 +106,15 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     agent = spec.agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device=loop_cfg.device)
     buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1)
     normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs)
+    script = None
+    if loop_cfg.warmup_policy == "scripted":
+        if not hasattr(env.unwrapped, "scripted_policy"):
+            raise RobotrlError(f"warmup_policy 'scripted': task '{name}' has no scripted policy; use 'uniform'")
+        script = env.unwrapped.scripted_policy()
     return Run(task=name, card=card, algo=spec, seed=seed, loop_cfg=loop_cfg, algo_cfg=algo_cfg, env=env,
                eval_env=eval_env, agent=agent, buffer=buffer, normalizer=normalizer,
-               run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2))
+               run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2),
+               script=script)
 
 
 def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
@@ -152,6 +159,8 @@ def _start_episode(run: Run) -> None:
     run.normalizer.update(run.obs)
     run.episode_return, run.episode_len = 0.0, 0
     run.agent.reset_episode()
+    if run.script is not None:
+        run.script.reset()
 
 
 class _Logger:
@@ -214,7 +223,10 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
     bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=f"{run.algo.name} {run.task}")
     while run.step < steps:
-        if run.step < cfg.warmup_steps:
+        if run.step < cfg.warmup_steps and run.script is not None:
+            action = run.script(run.obs) + run.rng.normal(0.0, cfg.warmup_noise, run.action_dim)
+            action = np.clip(action, -1.0, 1.0).astype(np.float32)
+        elif run.step < cfg.warmup_steps:
             action = run.rng.uniform(-1.0, 1.0, run.action_dim).astype(np.float32)
         else:
             action = run.agent.act(_normalized(run, run.obs), explore=True).astype(np.float32)
@@ -327,6 +339,7 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
             "recent_returns": list(run.recent_returns), "rng": run.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "env": get_env_state(run.env) if run.obs is not None else None,
             "elapsed_s": run.elapsed_s, "progress_rows": run.progress_rows,
+            "script": run.script.state_dict() if run.script is not None else None,
         }
     return payload
 
@@ -358,6 +371,8 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
         run.recent_returns.extend(state["recent_returns"])
         run.rng.bit_generator.state = state["rng"]
         run.elapsed_s, run.progress_rows = state["elapsed_s"], list(state["progress_rows"])
+        if run.script is not None and state.get("script") is not None:
+            run.script.load_state_dict(state["script"])
         if state["obs"] is not None:
             run.env.reset(seed=run.seed)
             set_env_state(run.env, state["env"])

@@ -17,6 +17,8 @@ def test_built_wheel_contains_package_cards_and_console_script(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for card in (ROOT / "envs").glob("*.yaml"):
         assert f"robotrl/task_cards/{card.name}" in names
+    for asset in (ROOT / "assets").rglob("*.xml"):
+        assert f"robotrl/assets/{asset.relative_to(ROOT / 'assets').as_posix()}" in names
     for module in ("robotrl/cli.py", "robotrl/loop.py", "robotrl/algos/ddpg.py", "robotrl/envs/__init__.py"):
         assert module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

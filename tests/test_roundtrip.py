@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl import DDPG, NAF, SAC, TD3, load_policy
+from robotrl import DDPG, NAF, SAC, TD3, QTOpt, load_policy
 from robotrl.loop import build_run, load_run, save_run, train
 
 SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
@@ -18,8 +18,8 @@ SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, act
 
 
 def small(algo: str) -> dict:
-    """SMALL in the algorithm's own keys (NAF has one network: `hidden`)."""
-    if algo != "naf":
+    """SMALL in the algorithm's own keys (NAF and QT-Opt have one network: `hidden`)."""
+    if algo not in ("naf", "qtopt"):
         return SMALL
     return {**{k: v for k, v in SMALL.items() if not k.endswith("_hidden")}, "hidden": [32, 32]}
 
@@ -38,7 +38,7 @@ def _observations(task: str, n: int = 64) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-TRAINERS = {"ddpg": DDPG, "td3": TD3, "sac": SAC, "naf": NAF}
+TRAINERS = {"ddpg": DDPG, "td3": TD3, "sac": SAC, "naf": NAF, "qtopt": QTOpt}
 
 
 @pytest.mark.parametrize("algo", TRAINERS)
@@ -48,7 +48,7 @@ def test_save_load_gives_identical_actions(tmp_path, algo):
     loaded = TRAINERS[algo].load(path)
     obs = _observations("reach")
     assert np.array_equal(agent.predict(obs), loaded.predict(obs))
-    target = "target_net" if algo == "naf" else "target_critic"
+    target = {"naf": "target_net", "qtopt": "target_q2"}.get(algo, "target_critic")
     for (k, a), (_, b) in zip(agent.run.agent.state_dict()[target].items(),
                               loaded.run.agent.state_dict()[target].items(), strict=True):
         assert torch.equal(a, b), k
@@ -57,7 +57,8 @@ def test_save_load_gives_identical_actions(tmp_path, algo):
 def _state_tensors(run) -> dict[str, torch.Tensor]:
     sd = run.agent.state_dict()
     out = {}
-    for net in ("actor", "critic", "target_actor", "target_critic", "log_alpha", "net", "target_net"):
+    for net in ("actor", "critic", "target_actor", "target_critic", "log_alpha", "net", "target_net", "target_q1",
+                "target_q2"):
         if isinstance(sd.get(net), dict):
             out.update({f"{net}.{k}": v for k, v in sd[net].items()})
         elif net in sd:
@@ -71,7 +72,7 @@ def _state_tensors(run) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("algo, noise", [("ddpg", "ou"), ("td3", "gaussian"), ("sac", None), ("naf", "ou"),
-                                         ("naf", "naf_p")])
+                                         ("naf", "naf_p"), ("qtopt", None)])
 def test_resume_from_n_to_2n_equals_uninterrupted_2n(tmp_path, algo, noise):
     # pendulum episodes end by termination at irregular times; N is chosen so that it falls mid-episode.
     # keep_best with evaluations before and after N: the best snapshot must survive the resume too.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
 from robotrl.algos.naf import NAFAgent, NAFConfig
+from robotrl.algos.qtopt import QTOptAgent, QTOptConfig
 from robotrl.algos.sac import SACAgent, SACConfig
 from robotrl.algos.td3 import TD3Agent, TD3Config
 
@@ -25,6 +26,8 @@ ALGOS: dict[str, AlgoSpec] = {
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
     "naf": AlgoSpec("naf", NAFConfig, NAFAgent,
                     "Normalized Advantage Functions (Gu et al. 2016): quadratic advantage, argmax = mu(s)"),
+    "qtopt": AlgoSpec("qtopt", QTOptConfig, QTOptAgent,
+                      "QT-Opt (Kalashnikov et al. 2018): no actor, argmax_a Q by the cross-entropy method"),
     "sac": AlgoSpec("sac", SACConfig, SACAgent,
                     "Soft Actor-Critic (Haarnoja et al. 2018): squashed Gaussian, twin Q, learned temperature"),
     "td3": AlgoSpec("td3", TD3Config, TD3Agent,
@@ -40,5 +43,5 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "TD3Agent",
-           "TD3Config", "SACAgent", "SACConfig"]
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "QTOptAgent",
+           "QTOptConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]

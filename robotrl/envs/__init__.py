@@ -16,6 +16,8 @@ from gymnasium.wrappers import RescaleAction
 from robotrl.config import RobotrlError
 from robotrl.resources import data_dir
 
+gym.register(id="RobotrlGrasp-v0", entry_point="robotrl.envs.grasp:GraspEnv")
+
 
 def _planar_distance(env: gym.Env, body_a: str, body_b: str) -> float:
     u = env.unwrapped
@@ -140,11 +142,15 @@ def get_env_state(env: gym.Env) -> dict[str, Any]:
     mujoco.mj_getState(u.model, u.data, state, spec)
     limit = _time_limit(env)
     return {"mj_state": torch.from_numpy(state), "np_random": u.np_random.bit_generator.state,
-            "elapsed_steps": limit._elapsed_steps if limit is not None else 0}
+            "elapsed_steps": limit._elapsed_steps if limit is not None else 0,
+            # tasks that randomise the model itself or keep episode counters (grasp) add their own
+            "task_state": u.task_state() if hasattr(u, "task_state") else None}
 
 
 def set_env_state(env: gym.Env, saved: dict[str, Any]) -> None:
     u = env.unwrapped
+    if saved.get("task_state") is not None:
+        u.set_task_state(saved["task_state"])
     mujoco.mj_setState(u.model, u.data, saved["mj_state"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
     mujoco.mj_forward(u.model, u.data)
     u.np_random.bit_generator.state = saved["np_random"]
