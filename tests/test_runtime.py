@@ -1,0 +1,273 @@
+"""The C++ robot runtime (tools/runtime) against robotrl's Python envs: same actions, same returns, safe output.
+
+Building it is part of the test: a compile failure fails the module's tests, it never skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robotrl import SAC, load_policy, make_env
+from robotrl.envs import load_card
+from robotrl.export import script_policy
+from robotrl.nets import DeployedPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_DIR = ROOT / "tools" / "runtime"
+SHIPPED_REACH_POLICY = ROOT / "policies" / "reach-sac.pt"
+ACTION_TOLERANCE = 1e-5
+RETURN_TOLERANCE = 1e-4
+# (task, policy, reset seeds compared). The tiny SAC pendulum policy falls within a dozen steps, so pendulum
+# is also run with a balancing linear controller for the full 1000-step horizon.
+PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pendulum-balancing", [0, 1]),
+                ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0])]
+
+
+@dataclass
+class Episode:
+    qpos: list[float]
+    qvel: list[float]
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Path:
+    build = subprocess.run(["bash", str(RUNTIME_DIR / "build.sh")], capture_output=True, text=True, timeout=900,
+                           env={**os.environ, "PYTHON": sys.executable})  # the interpreter running the tests
+    assert build.returncode == 0, f"tools/runtime/build.sh failed: {build.stderr.strip()}"
+    binary = Path(build.stdout.strip().splitlines()[-1])
+    assert binary.is_file()
+    return binary
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny freshly exported SAC policies for pendulum (normalised observations) and cheetah (raw ones);
+    reach uses the shipped, trained policy. A policy need only be a non-trivial function of the observation."""
+    out = tmp_path_factory.mktemp("policies")
+    paths = {"reach-sac": SHIPPED_REACH_POLICY}
+    for task in ("pendulum", "cheetah"):
+        agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
+                    eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
+        agent.learn(200)
+        paths[f"{task}-sac"] = Path(agent.export(out / f"{task}-sac.pt").path)
+    paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
+    return paths
+
+
+def balancing_pendulum_policy(path: Path) -> Path:
+    """force = clamp(K . [x, theta, x', theta'], -3, 3) with hand-tuned K, packaged exactly as export does
+    (DeployedPolicy: the linear layer outputs in [-1, 1] units, rescaled to the [-3, 3] N bounds)."""
+    gains = torch.tensor([[1.0, 30.0, 1.0, 3.0]]) / 3.0
+    linear = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(gains)
+    deployed = DeployedPolicy(linear, torch.zeros(4), torch.ones(4), math.inf, torch.tensor([-3.0]),
+                              torch.tensor([3.0]))
+    torch.jit.save(script_policy(deployed), str(path))
+    path.with_suffix(".json").write_text(json.dumps({"task": "pendulum"}))  # load_policy needs a card
+    return path
+
+
+def run_runtime(binary: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def last_json_line(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def python_episode(task: str, policy_path: Path, seed: int) -> Episode:
+    env = make_env(task, normalize_actions=False)
+    policy = load_policy(policy_path)
+    obs, _ = env.reset(seed=seed)
+    data = env.unwrapped.data
+    qpos, qvel = data.qpos.tolist(), data.qvel.tolist()  # for reach, qpos ends with the target's x, y
+    observations, actions, rewards = [], [], []
+    done = False
+    while not done:
+        action = policy(obs)
+        observations.append(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(float(reward))
+        done = terminated or truncated
+    env.close()
+    return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards))
+
+
+def recorded_episodes(record_path: Path) -> list[Episode]:
+    record = json.loads(record_path.read_text())
+    return [Episode(e["qpos"], e["qvel"], np.array(e["observations"], dtype=np.float64),
+                    np.array(e["actions"], dtype=np.float64), np.array(e["rewards"], dtype=np.float64))
+            for e in record["episodes"]]
+
+
+@pytest.mark.parametrize("task, policy, seeds", PARITY_CASES, ids=[case[1] for case in PARITY_CASES])
+def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, Path], task: str, policy: str,
+                                            seeds: list[int], tmp_path: Path) -> None:
+    expected = [python_episode(task, policies[policy], seed) for seed in seeds]
+    states = tmp_path / "initial_states.json"
+    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel} for e in expected]))
+    record = tmp_path / "record.json"
+
+    result = run_runtime(runtime, "--policy", policies[policy], "--task", task, "--initial-states", states,
+                         "--record", record, "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = last_json_line(result.stdout)
+    assert summary["episodes"] == len(expected)
+    assert summary["latency_us_p50"] > 0 and summary["latency_us_p99"] >= summary["latency_us_p50"]
+    assert summary["unsafe_actions"] == 0
+    horizon = load_card(task).horizon
+    got = recorded_episodes(record)
+    if policy == "pendulum-balancing":
+        assert all(len(episode.actions) == horizon for episode in expected), "the controller should balance"
+    for seed, want, have, cpp_return in zip(seeds, expected, got, summary["returns"], strict=True):
+        assert len(have.actions) == len(want.actions) <= horizon, f"seed {seed}: episode lengths differ"
+        assert np.ptp(want.actions, axis=0).max() > 0, "policy is constant; parity would prove little"
+        action_diff = np.abs(have.actions - want.actions).max()
+        assert action_diff <= ACTION_TOLERANCE, f"seed {seed}: max |action diff| {action_diff:.3g}"
+        assert np.abs(have.observations - want.observations).max() <= 1e-6, f"seed {seed}: observations differ"
+        assert abs(cpp_return - want.rewards.sum()) <= RETURN_TOLERANCE, f"seed {seed}: returns differ"
+        np.testing.assert_allclose(have.rewards, want.rewards, atol=1e-6)
+
+
+def test_reset_noise_from_the_cpp_rng_is_seeded_and_in_range(runtime: Path, tmp_path: Path) -> None:
+    records = []
+    for name in ("a", "b"):
+        record = tmp_path / f"{name}.json"
+        result = run_runtime(runtime, "--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--episodes", "3",
+                             "--seed", "7", "--record", record)
+        assert result.returncode == 0, result.stderr
+        records.append(recorded_episodes(record))
+    assert [e.qpos for e in records[0]] == [e.qpos for e in records[1]], "same seed, different initial states"
+    assert records[0][0].qpos != records[0][1].qpos, "episodes must start from different states"
+    env = make_env("reach")
+    init_qpos, init_qvel = env.unwrapped.init_qpos, env.unwrapped.init_qvel
+    env.close()
+    for episode in records[0]:
+        qpos, qvel = np.array(episode.qpos), np.array(episode.qvel)
+        assert np.all(np.abs(qpos[:2] - init_qpos[:2]) <= 0.1)
+        assert np.linalg.norm(qpos[2:]) < 0.2  # the target, rejection-sampled inside the 0.2 m disc
+        assert np.all(np.abs(qvel[:2] - init_qvel[:2]) <= 0.005) and np.all(qvel[2:] == 0)
+
+
+def test_policy_for_another_observation_width_is_a_clear_error(runtime: Path, tmp_path: Path) -> None:
+    cardless = tmp_path / "reach-policy.pt"  # without its card, so only the width check can catch it
+    shutil.copy(SHIPPED_REACH_POLICY, cardless)
+    result = run_runtime(runtime, "--policy", cardless, "--task", "pendulum")
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "width 4" in result.stderr and "expected observation of shape [10]" in result.stderr
+
+
+def test_policy_whose_card_names_another_task_is_refused(runtime: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.pt"
+    shutil.copy(SHIPPED_REACH_POLICY, policy)
+    card = json.loads(SHIPPED_REACH_POLICY.with_suffix(".json").read_text())
+    policy.with_suffix(".json").write_text(json.dumps({**card, "task": "push"}))
+    result = run_runtime(runtime, "--policy", policy, "--task", "reach")
+    assert result.returncode == 2
+    assert "was trained on task 'push'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policy", "missing.pt", "--task", "reach"], "policy file not found: missing.pt"),
+    (["--policy", SHIPPED_REACH_POLICY, "--task", "walk"], "unknown task 'walk'; known tasks: pendulum, reach"),
+    (["--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--initial-states", "missing.json"], "missing.json"),
+    (["--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--episodes", "0"], "--episodes needs an integer"),
+    (["--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--model", "missing-dir/reacher.xml"],
+     "MuJoCo model not found"),
+    (["--policy", ROOT / "README.md", "--task", "reach"], "not a TorchScript file"),
+    (["--task", "reach"], "--policy FILE.pt is required"),
+])
+def test_bad_input_exits_nonzero_with_one_line(runtime: Path, args: list, message: str) -> None:
+    result = run_runtime(runtime, *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_initial_state_of_the_wrong_size_is_rejected(runtime: Path, tmp_path: Path) -> None:
+    states = tmp_path / "states.json"
+    states.write_text(json.dumps([{"qpos": [0.0, 0.0], "qvel": [0.0, 0.0, 0.0, 0.0]}]))
+    result = run_runtime(runtime, "--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--initial-states", states)
+    assert result.returncode == 2
+    assert "has 2 qpos / 4 qvel values; the model has nq=4, nv=4" in result.stderr
+
+
+def asymmetric_reacher(tmp_path: Path) -> tuple[Path, list[float], list[float]]:
+    """reacher.xml with bounds whose midpoint is not zero, so 'midpoint' and 'zero action' differ."""
+    env = make_env("reach")
+    source = Path(env.unwrapped.fullpath).read_text()
+    env.close()
+    low, high = [-1.0, -0.5], [1.0, 1.5]
+    edited = source.replace('ctrlrange="-1.0 1.0" gear="200.0" joint="joint1"',
+                            'ctrlrange="-0.5 1.5" gear="200.0" joint="joint1"')
+    assert edited != source
+    path = tmp_path / "reacher.xml"
+    path.write_text(edited)
+    return path, low, high
+
+
+def test_nonfinite_observation_gives_the_midpoint_never_nan(runtime: Path, policies: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    model, low, high = asymmetric_reacher(tmp_path)
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2), torch.nn.Tanh())
+    deployed = DeployedPolicy(network, torch.zeros(10), torch.ones(10), math.inf, torch.tensor(low),
+                              torch.tensor(high))
+    path = tmp_path / "asymmetric.pt"
+    torch.jit.save(torch.jit.freeze(torch.jit.script(deployed.eval())), str(path))
+    midpoint = [0.0, 0.5]
+    with torch.no_grad():  # what the exported module guarantees in Python
+        assert torch.jit.load(str(path))(torch.full([10], math.nan)).tolist() == midpoint
+
+    result = run_runtime(runtime, "--policy", path, "--task", "reach", "--model", model, "--probe-nonfinite")
+
+    assert result.returncode == 0, result.stderr
+    probe = last_json_line(result.stdout)
+    assert probe["ok"] and probe["midpoint"] == midpoint
+    for case in probe["probes"]:
+        assert case["policy_action"] == midpoint and case["applied_action"] == midpoint, case
+    for task, policy, _ in PARITY_CASES:  # and the exported policies behave the same from C++
+        result = run_runtime(runtime, "--policy", policies[policy], "--task", task, "--probe-nonfinite")
+        assert result.returncode == 0, result.stderr
+        assert last_json_line(result.stdout)["ok"]
+
+
+class NaNPolicy(torch.nn.Module):
+    """A policy without the exported module's guard: every action is NaN."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.full([2], float("nan")) + obs[:2] * 0.0
+
+
+def test_runtime_guard_replaces_nan_actions_with_the_midpoint(runtime: Path, tmp_path: Path) -> None:
+    model, _, _ = asymmetric_reacher(tmp_path)
+    path = tmp_path / "nan.pt"
+    torch.jit.save(torch.jit.script(NaNPolicy()), str(path))
+    record = tmp_path / "record.json"
+
+    result = run_runtime(runtime, "--policy", path, "--task", "reach", "--model", model, "--episodes", "1",
+                         "--record", record, "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = last_json_line(result.stdout)
+    assert summary["unsafe_actions"] == 50 and math.isfinite(summary["mean_return"])
+    actions = recorded_episodes(record)[0].actions
+    assert actions.shape == (50, 2) and np.all(actions == [0.0, 0.5])

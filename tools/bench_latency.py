@@ -1,0 +1,138 @@
+"""Per-action policy latency, batch 1, one thread: eager PyTorch, TorchScript in Python, the C++ runtime.
+
+    python tools/bench_latency.py [--policy policies/reach-sac.pt] [--actions 2000]
+
+Only the policy's forward call is timed on every path (the input tensor is built before the clock starts).
+Eager PyTorch is rebuilt from the checkpoint named in the policy's card when that file exists; otherwise
+from the task card's settings with untrained weights (same layers, so the same arithmetic) and the row
+says so. The C++ runtime is tools/runtime/build/robotrl_runtime (build it with tools/runtime/build.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robotrl import DDPG, NAF, SAC, TD3, QTOpt, make_env
+from robotrl.checkpoint import load_checkpoint
+from robotrl.evaluate import policy_from_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = ROOT / "tools" / "runtime" / "build" / "robotrl_runtime"
+TRAINERS = {trainer.algo: trainer for trainer in (DDPG, TD3, SAC, NAF, QTOpt)}
+
+
+def real_observations(module: torch.jit.ScriptModule, task: str, count: int, seed: int = 0) -> list[torch.Tensor]:
+    """Observations the policy itself visits, as float32 tensors ready to feed."""
+    env = make_env(task, normalize_actions=False)
+    observations: list[torch.Tensor] = []
+    episode = 0
+    while len(observations) < count:
+        obs, _ = env.reset(seed=seed + episode)
+        done = False
+        while not done and len(observations) < count:
+            observations.append(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
+            with torch.inference_mode():
+                action = module(observations[-1]).numpy()
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        episode += 1
+    env.close()
+    return observations
+
+
+def time_forward(forward: Callable[[torch.Tensor], torch.Tensor], observations: list[torch.Tensor],
+                 warmup: int) -> tuple[float, float]:
+    """(p50, p99) in microseconds of forward(obs) over the observations, after `warmup` untimed calls."""
+    with torch.inference_mode():
+        for obs in observations[:warmup]:
+            forward(obs)
+        latencies = np.empty(len(observations))
+        for i, obs in enumerate(observations):
+            start = time.perf_counter_ns()
+            forward(obs)
+            latencies[i] = (time.perf_counter_ns() - start) / 1e3
+    return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+
+
+def eager_policy(card: dict) -> tuple[torch.nn.Module | None, str]:
+    checkpoint = ROOT / card.get("source_checkpoint", "")
+    if card.get("source_checkpoint") and checkpoint.is_file():
+        return policy_from_checkpoint(load_checkpoint(checkpoint), checkpoint), "eager PyTorch (checkpoint)"
+    trainer = TRAINERS.get(card.get("algorithm", ""))
+    if trainer is None or not card.get("task"):
+        return None, "eager PyTorch: not available (no checkpoint, unknown algorithm)"
+    untrained = trainer(card["task"], seed=0, buffer_size=1000).policy().eval()
+    return untrained, "eager PyTorch (untrained, same layers; checkpoint not available)"
+
+
+def cpp_runtime(policy: Path, task: str, actions: int, horizon: int) -> tuple[float, float] | str:
+    if not RUNTIME.is_file():
+        return "not built (bash tools/runtime/build.sh)"
+    episodes = max(1, math.ceil(actions / horizon))
+    result = subprocess.run([str(RUNTIME), "--policy", str(policy), "--task", task, "--episodes", str(episodes),
+                             "--json"], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        return f"failed: {result.stderr.strip()}"
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary["latency_us_p50"], summary["latency_us_p99"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", type=Path, default=ROOT / "policies" / "reach-sac.pt")
+    parser.add_argument("--actions", type=int, default=2000, help="timed actions per path")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed calls first (TorchScript profiles its "
+                                                                 "first runs)")
+    args = parser.parse_args(argv)
+    card_path = args.policy.with_suffix(".json")
+    if not args.policy.is_file() or not card_path.is_file():
+        print(f"bench_latency: need {args.policy} and its card {card_path}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    card = json.loads(card_path.read_text())
+    task = card["task"]
+
+    scripted = torch.jit.load(str(args.policy), map_location="cpu").eval()
+    observations = real_observations(scripted, task, args.actions)
+    rows: list[tuple[str, str, str]] = []
+
+    eager, eager_label = eager_policy(card)
+    if eager is None:
+        rows.append((eager_label, "-", "-"))
+    else:
+        rows.append((eager_label, *(f"{v:.1f}" for v in time_forward(eager, observations, args.warmup))))
+    rows.append(("TorchScript in Python (torch.jit.load)",
+                 *(f"{v:.1f}" for v in time_forward(scripted, observations, args.warmup))))
+    env = make_env(task)
+    horizon = env.spec.max_episode_steps or 1000
+    env.close()
+    cpp = cpp_runtime(args.policy, task, args.actions, horizon)
+    if isinstance(cpp, str):
+        rows.append((f"C++ runtime: {cpp}", "-", "-"))
+    else:
+        rows.append(("C++ runtime (torch::jit::load, tools/runtime)", *(f"{v:.1f}" for v in cpp)))
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"policy {args.policy.relative_to(ROOT) if args.policy.is_relative_to(ROOT) else args.policy} "
+          f"(task {task}), batch 1, 1 thread, ~{args.actions} actions per row; load average {load}")
+    width = max(len(row[0]) for row in rows)
+    print(f"| {'path'.ljust(width)} | p50 us | p99 us |")
+    print(f"|{'-' * (width + 2)}|--------|--------|")
+    for name, p50, p99 in rows:
+        print(f"| {name.ljust(width)} | {p50:>6} | {p99:>6} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

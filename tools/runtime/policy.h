@@ -1,0 +1,37 @@
+// An exported robotrl policy (TorchScript), behind an interface that needs no torch headers.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace robotrl {
+
+// A user mistake or an unusable input: main() prints what() as one line on stderr and exits 2.
+struct RuntimeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Policy {
+ public:
+  // Loads FILE.pt on the CPU with one intra-op and one inter-op thread; throws RuntimeError.
+  explicit Policy(const std::string& path);
+  ~Policy();
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+
+  // Runs a zero observation of `observation_width` and checks that the module accepts it and returns
+  // `action_width` numbers; throws RuntimeError with the module's own message otherwise.
+  void check_widths(int observation_width, int action_width);
+
+  // observation (float32, as the Python side feeds it) -> action in actuator units. Only the module's
+  // forward call is timed; its duration in microseconds goes to *forward_us when given.
+  std::vector<float> act(const std::vector<float>& observation, double* forward_us = nullptr);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace robotrl

@@ -1,0 +1,44 @@
+// The tasks the runtime can run: each mirrors one gymnasium v5 MuJoCo env (observation, reward,
+// termination, reset noise) and its robotrl task card (horizon). Adding a task = one entry in tasks.cpp.
+#pragma once
+
+#include <mujoco/mujoco.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace robotrl {
+
+struct StepContext {
+  const std::vector<double>& qpos_before;  // qpos when the action was applied
+  const std::vector<float>& action;        // the action applied, in actuator units
+  const std::vector<double>& observation;  // the observation after the step
+  double dt;                               // model timestep * frame_skip
+};
+
+struct StepOutcome {
+  double reward;
+  bool terminated;
+};
+
+struct Task {
+  std::string name;       // robotrl task card (envs/<name>.yaml)
+  std::string env_id;     // the gymnasium env it reproduces
+  std::string xml_file;   // file in gymnasium/envs/mujoco/assets
+  int frame_skip;         // mj_step calls per action
+  int horizon;            // the card's horizon: steps before truncation
+  int observation_width;
+  // Called after mj_resetData (qpos = qpos0, qvel = 0): add the env's reset noise. The runtime calls
+  // mj_forward afterwards.
+  void (*randomize_initial_state)(const mjModel* model, mjData* data, std::mt19937_64& rng);
+  std::vector<double> (*observe)(const mjModel* model, const mjData* data);
+  // Called after the physics step and observe(), like the envs' step().
+  StepOutcome (*score)(const mjModel* model, const mjData* data, const StepContext& step);
+};
+
+const std::vector<Task>& all_tasks();
+// Throws RuntimeError listing the known task names.
+const Task& find_task(const std::string& name);
+
+}  // namespace robotrl
