@@ -15,6 +15,14 @@ FORMAT = "robotrl-checkpoint"
 FORMAT_VERSION = 1
 
 
+def give_default_file_mode(path: str | Path) -> None:
+    """mkstemp creates files readable by their owner only; give a finished file the mode `open` would
+    (0o666 less the umask), so a policy copied to a robot or shared with a team is readable there."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over `path`.
 
@@ -28,6 +36,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        give_default_file_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

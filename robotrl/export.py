@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from robotrl._version import __version__
-from robotrl.checkpoint import load_checkpoint
+from robotrl.checkpoint import give_default_file_mode, load_checkpoint
 from robotrl.config import RobotrlError
 from robotrl.envs import make_env, task_source
 from robotrl.evaluate import policy_from_checkpoint, resolve_checkpoint
@@ -84,6 +84,7 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
         card_path = out.with_suffix(".json")
         card_tmp = card_path.with_name(f".{card_path.name}.tmp")
         card_tmp.write_text(json.dumps(card, indent=2) + "\n")
+        give_default_file_mode(tmp)
         os.replace(tmp, out)
         os.replace(card_tmp, card_path)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def test_eval_and_export_and_eval_of_export_agree(trained):
     assert 0.0 <= ev["success_rate"] <= 1.0
     ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--json", cwd=root))
     assert ex["max_abs_diff"] <= 1e-5 and (root / "policies" / "reach-ddpg.json").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (root / "policies" / "reach-ddpg.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
     card = json.loads((root / "policies" / "reach-ddpg.json").read_text())
     assert card["train_commands"] == ["robotrl train reach --algo ddpg --steps 300 --seed 2 --out run --no-progress "
                                       "--json " + shlex.join(TINY)]
