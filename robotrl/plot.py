@@ -74,7 +74,8 @@ def collect_curves(run_dirs: list[Path], metric: str, x_axis: str) -> list[Curve
         curve = groups.setdefault(label, Curve(label))
         curve.x.append(_column(rows, X_AXES[x_axis][0], run_dir / "progress.csv"))
         curve.y.append(_column(rows, column, run_dir / "progress.csv"))
-        curve.steps_per_s.append(float(np.nanmean(_column(rows, "steps_per_s", run_dir / "progress.csv"))))
+        steps, seconds = (_column(rows, name, run_dir / "progress.csv")[-1] for name in ("step", "time_s"))
+        curve.steps_per_s.append(float(steps / seconds))  # the whole run's rate (the column is per session)
     return list(groups.values())
 
 
