@@ -12,17 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robotrl import targets  # the same Bellman/loss helpers as DDPG, called with TD3's arguments
 from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, adam, gradient_step, target_copy
 from robotrl.nets import DeterministicActor, TwinQ
 from robotrl.noise import make_noise
 from robotrl.replay import Batch
-from robotrl.targets import (
-    bellman_target,
-    deterministic_policy_loss,
-    polyak_update,
-    q_regression_loss,
-    smoothed_target_action,
-)
 
 
 @dataclass
@@ -42,10 +36,11 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
                 cfg: TD3Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """y = r + gamma (1 - terminated) min_i Q'_i(s', clip(mu'(s') + clip(eps, -c, c), -1, 1))  (paper eq. 10, 14)."""
     with torch.no_grad():
-        next_action = smoothed_target_action(target_actor, batch.next_obs, cfg.target_noise, cfg.target_noise_clip)
+        next_action = targets.smoothed_target_action(target_actor, batch.next_obs, cfg.target_noise,
+                                                     cfg.target_noise_clip)
         next_q = target_critic(batch.next_obs, next_action).min(dim=0).values
-        y = bellman_target(batch.reward, batch.terminated, cfg.gamma, next_q)
-    return q_regression_loss(critic, batch.obs, batch.action, y)
+        y = targets.bellman_target(batch.reward, batch.terminated, cfg.gamma, next_q)
+    return targets.q_regression_loss(critic, batch.obs, batch.action, y)
 
 
 class TD3Agent(NoisyDeterministicAgent):
@@ -68,9 +63,9 @@ class TD3Agent(NoisyDeterministicAgent):
         gradient_step(self.critic_opt, loss_q)
         self.updates += 1
         if self.updates % self.cfg.policy_delay == 0:
-            loss_pi, info_pi = deterministic_policy_loss(self.actor, self.critic, batch.obs)
+            loss_pi, info_pi = targets.deterministic_policy_loss(self.actor, self.critic, batch.obs)
             gradient_step(self.actor_opt, loss_pi)
-            polyak_update(self.critic, self.target_critic, self.cfg.tau)
-            polyak_update(self.actor, self.target_actor, self.cfg.tau)
+            targets.polyak_update(self.critic, self.target_critic, self.cfg.tau)
+            targets.polyak_update(self.actor, self.target_actor, self.cfg.tau)
             info.update(info_pi)
         return info
