@@ -23,32 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robotrl import DDPG, NAF, SAC, TD3, QTOpt, make_env
+from robotrl import make_env
+from robotrl.algos import ALGOS
 from robotrl.checkpoint import load_checkpoint
 from robotrl.evaluate import policy_from_checkpoint
+from robotrl.export import reference_observations
+from robotrl.loop import build_run, run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "tools" / "runtime" / "build" / "robotrl_runtime"
-TRAINERS = {trainer.algo: trainer for trainer in (DDPG, TD3, SAC, NAF, QTOpt)}
-
-
-def real_observations(module: torch.jit.ScriptModule, task: str, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """Observations the policy itself visits, as float32 tensors ready to feed."""
-    env = make_env(task, normalize_actions=False)
-    observations: list[torch.Tensor] = []
-    episode = 0
-    while len(observations) < count:
-        obs, _ = env.reset(seed=seed + episode)
-        done = False
-        while not done and len(observations) < count:
-            observations.append(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-            with torch.inference_mode():
-                action = module(observations[-1]).numpy()
-            obs, _, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
-        episode += 1
-    env.close()
-    return observations
 
 
 def time_forward(forward: Callable[[torch.Tensor], torch.Tensor], observations: list[torch.Tensor],
@@ -69,10 +52,10 @@ def eager_policy(card: dict) -> tuple[torch.nn.Module | None, str]:
     checkpoint = ROOT / card.get("source_checkpoint", "")
     if card.get("source_checkpoint") and checkpoint.is_file():
         return policy_from_checkpoint(load_checkpoint(checkpoint), checkpoint), "eager PyTorch (checkpoint)"
-    trainer = TRAINERS.get(card.get("algorithm", ""))
-    if trainer is None or not card.get("task"):
+    algo = card.get("algorithm", "")
+    if algo not in ALGOS or not card.get("task"):
         return None, "eager PyTorch: not available (no checkpoint, unknown algorithm)"
-    untrained = trainer(card["task"], seed=0, buffer_size=1000).policy().eval()
+    untrained = run_policy(build_run(card["task"], algo, seed=0, overrides={"buffer_size": 1000})).eval()
     return untrained, "eager PyTorch (untrained, same layers; checkpoint not available)"
 
 
@@ -104,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     task = card["task"]
 
     scripted = torch.jit.load(str(args.policy), map_location="cpu").eval()
-    observations = real_observations(scripted, task, args.actions)
+    env = make_env(task, normalize_actions=False)
+    observations = list(reference_observations(scripted, env, args.actions, seed=0))  # states the policy visits
+    env.close()
     rows: list[tuple[str, str, str]] = []
 
     eager, eager_label = eager_policy(card)

@@ -17,10 +17,9 @@ import time
 
 import torch
 
-from robotrl import DDPG, NAF, SAC, TD3, QTOpt
+from robotrl.algos import ALGOS
 from robotrl.config import parse_overrides
-
-TRAINERS = {"ddpg": DDPG, "td3": TD3, "sac": SAC, "naf": NAF, "qtopt": QTOpt}
+from robotrl.loop import build_run, evaluate_run, train
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -34,7 +33,7 @@ def parse_seeds(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task")
-    parser.add_argument("algo", choices=sorted(TRAINERS))
+    parser.add_argument("algo", choices=sorted(ALGOS))
     parser.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,3,7")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes of the deployed policy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a card value")
@@ -44,12 +43,12 @@ def main() -> None:
     overrides = parse_overrides(args.set)
     for seed in parse_seeds(args.seeds):
         start = time.time()
-        agent = TRAINERS[args.algo](args.task, seed=seed, **overrides)
-        agent.learn(agent.run.loop_cfg.total_steps)
-        result = agent.evaluate(episodes=args.episodes)
-        best_step = agent.run.best["step"] if agent.run.best is not None else agent.run.step
+        run = build_run(args.task, args.algo, seed=seed, overrides=overrides)
+        trained = train(run, run.loop_cfg.total_steps, progress=False)
+        result = evaluate_run(run, args.episodes)
+        best_step = trained["policy_step"]
         success = None if math.isnan(result.success_rate) else result.success_rate
-        row = {"task": args.task, "algo": args.algo, "seed": seed, "steps": agent.run.step,
+        row = {"task": args.task, "algo": args.algo, "seed": seed, "steps": run.step,
                "deployed_step": best_step, "mean_return": result.mean_return, "success_rate": success,
                "wall_s": round(time.time() - start, 1)}
         print(json.dumps(row) if args.json else
