@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# The module's trained run is built once per worker, so its tests share one worker.
+pytestmark = pytest.mark.xdist_group("cli")
+
 TINY = ["--set", "warmup_steps=100", "--set", "batch_size=16", "--set", "eval_episodes=1",
         "--set", "actor_hidden=[16]", "--set", "critic_hidden=[16]", "--set", "eval_every=0"]
 

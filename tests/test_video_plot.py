@@ -16,6 +16,9 @@ from PIL import Image
 
 from robotrl.loop import build_run, train
 
+# The module's fixtures are built once per worker, so its tests share one worker.
+pytestmark = pytest.mark.xdist_group("video_plot")
+
 
 def robotrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "robotrl.cli", *args], capture_output=True, text=True,
