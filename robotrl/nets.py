@@ -231,6 +231,10 @@ class DeployedPolicy(nn.Module):
     normalise (frozen statistics) -> deterministic policy in [-1, 1] -> rescale to [low, high] -> clamp.
     A wrong observation width raises; a non-finite observation (or policy output) yields the safe action,
     zeros in the normalised space, i.e. the bounds' midpoint.
+
+    At batch 1 an exported policy's latency is the interpreter's cost per op, not arithmetic, so forward() is
+    written in as few ops as the guarantees allow (issue 6): the normaliser is one addcmul, the rescale another,
+    the non-finite guard is a NaN "poison" term plus one nan_to_num, and 1-D input needs no reshaping.
     """
 
     def __init__(self, policy: nn.Module, obs_mean: torch.Tensor, obs_inv_std: torch.Tensor, obs_clip: float,
@@ -239,24 +243,24 @@ class DeployedPolicy(nn.Module):
         self.policy = policy
         self.obs_dim = int(obs_mean.shape[0])
         self.obs_clip = float(obs_clip)
-        self.register_buffer("obs_mean", obs_mean.detach().clone().float())
-        self.register_buffer("obs_inv_std", obs_inv_std.detach().clone().float())
-        self.register_buffer("low", low.detach().clone().float())
-        self.register_buffer("high", high.detach().clone().float())
+        inv_std = obs_inv_std.detach().clone().float()
+        low, high = low.detach().clone().float(), high.detach().clone().float()
+        self.register_buffer("obs_inv_std", inv_std)
+        self.register_buffer("obs_shift", -obs_mean.detach().float() * inv_std)  # (x - mean) / std = x/std + shift
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+        self.register_buffer("mid", (low + high) * 0.5)
+        self.register_buffer("half_range", (high - low) * 0.5)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if obs.shape[-1] != self.obs_dim or obs.dim() > 2 or obs.dim() == 0:
+        if obs.dim() == 0 or obs.dim() > 2 or obs.shape[-1] != self.obs_dim:
             raise ValueError(f"expected observation of shape [{self.obs_dim}] or [batch, {self.obs_dim}], "
                              f"got {list(obs.shape)}")
-        single = obs.dim() == 1
         x = obs.to(torch.float32)
-        if single:
-            x = x.unsqueeze(0)
-        finite = torch.isfinite(x).all(dim=-1, keepdim=True)
-        x = torch.where(finite, x, torch.zeros_like(x))
-        x = ((x - self.obs_mean) * self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)
-        a = self.policy(x)
-        a = torch.where(finite & torch.isfinite(a), a, torch.zeros_like(a)).clamp(-1.0, 1.0)
-        action = self.low + (a + 1.0) * 0.5 * (self.high - self.low)
-        action = torch.minimum(torch.maximum(action, self.low), self.high)
-        return action.squeeze(0) if single else action
+        # 0 * x is 0 for every finite entry and NaN for an inf or NaN one, so the row's sum is 0 or NaN; added to
+        # the policy's output it turns the whole action into NaN, which nan_to_num maps to the safe zero. A clamp
+        # alone would pass an infinite observation on as the finite clip value.
+        poison = (x * 0.0).sum(-1, keepdim=True)
+        x = torch.addcmul(self.obs_shift, x, self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)
+        a = torch.nan_to_num(self.policy(x) + poison, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        return torch.addcmul(self.mid, a, self.half_range).clamp(self.low, self.high)
