@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ import torch
 
 from robotrl.config import RobotrlError
 from robotrl.evaluate import EvalResult, load_policy_file
-from robotrl.export import ExportResult, export_checkpoint
+from robotrl.export import DEFAULT_FORMATS, ExportResult, export_checkpoint
 from robotrl.loop import Run, build_run, evaluate_run, load_run, run_policy, save_run, train
 
 
@@ -59,12 +60,13 @@ class Trainer:
             raise RobotrlError(f"{path} holds a {run.algo.name} checkpoint, not {cls.algo}")
         return cls._from_run(run)
 
-    def export(self, path: str | Path) -> ExportResult:
+    def export(self, path: str | Path, formats: str | Sequence[str] = DEFAULT_FORMATS) -> ExportResult:
+        """The deployed policy as `path` (TorchScript .pt) and, beside it, the other `formats` (pt2, onnx)."""
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = save_run(self.run, Path(tmp) / "export.pt", with_replay=False)
-            return export_checkpoint(ckpt, path)
+            return export_checkpoint(ckpt, path, formats=formats)
 
 
 class DDPG(Trainer):

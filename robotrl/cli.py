@@ -45,9 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--size", default="480x480", help="video WIDTHxHEIGHT (default 480x480)")
     e.add_argument("--json", action="store_true")
 
-    x = sub.add_parser("export", help="export a run directory or checkpoint to TorchScript")
+    x = sub.add_parser("export", help="export a run directory or checkpoint to TorchScript (+ .pt2, .onnx)")
     x.add_argument("path")
     x.add_argument("-o", "--output", required=True, help="output file, e.g. policies/reach-ddpg.pt")
+    x.add_argument("--format", default="pt,pt2",
+                   help="comma-separated formats written beside each other: pt (TorchScript, required), pt2 "
+                        "(torch.export + AOTInductor, needs a C++ compiler), onnx (needs robotrl[onnx]); "
+                        "default pt,pt2")
     x.add_argument("--json", action="store_true")
 
     g = sub.add_parser("plot", help="learning curves of run directories (mean ± std over seeds)")
@@ -140,10 +144,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from robotrl.export import export_checkpoint
 
-    r = export_checkpoint(args.path, args.output, command=_command_line())
-    _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff}, args.json,
-          [f"exported {r.path} (+ {r.card_path}); verified on {r.observations_checked} observations, "
-           f"max |diff| {r.max_abs_diff:.2g}"])
+    r = export_checkpoint(args.path, args.output, command=_command_line(), formats=args.format)
+    _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff, "files": r.files,
+           "max_abs_diffs": r.max_abs_diffs}, args.json,
+          [f"exported {path} (max |diff| {r.max_abs_diffs[fmt]:.2g})" for fmt, path in r.files.items()]
+          + [f"card {r.card_path}; verified on {r.observations_checked} observations"])
 
 
 def cmd_plot(args: argparse.Namespace) -> None:

@@ -121,19 +121,50 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def is_aoti_package(path: Path) -> bool:
+    """An AOTInductor package written by torch._inductor.aoti_compile_and_package (a zip with a data/aotinductor/
+    folder)."""
+    if path.suffix != ".pt2" or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
+
+
+class AOTIPolicy(nn.Module):
+    """An exported .pt2 behind the .pt's interface: [obs] or [batch, obs] in, actions out."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        import os
+
+        import torch._inductor
+
+        # Without this the compiled code reads any shape and dtype as if it were [batch, obs] float32.
+        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+        self.runner = torch._inductor.aoti_load_package(str(path))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        single = obs.dim() == 1
+        # A fresh row-major float32 copy: the compiled code checks strides, and numpy's x[None] has a 0 stride.
+        batch = torch.empty((1, *obs.shape) if single else obs.shape, dtype=torch.float32).copy_(obs)
+        actions = self.runner(batch)
+        return actions.squeeze(0) if single else actions
+
+
 def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(policy module, metadata with at least 'task') for a run dir, checkpoint or exported .pt."""
+    """(policy module, metadata with at least 'task') for a run dir, checkpoint, exported .pt or .pt2."""
     path = resolve_checkpoint(path)
-    if is_torchscript(path):
+    if is_torchscript(path) or is_aoti_package(path):
         import json
 
         card_path = path.with_suffix(".json")
         if not card_path.is_file():
             raise RobotrlError(f"exported policy {path} has no card {card_path} (needed for the task name)")
+        kind = "TorchScript" if path.suffix != ".pt2" else "AOTInductor"
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            module = torch.jit.load(str(path), map_location="cpu") if kind == "TorchScript" else AOTIPolicy(path)
         except RuntimeError as exc:
-            raise RobotrlError(f"{path} is not a loadable TorchScript policy: {str(exc).splitlines()[0][:160]}") \
+            raise RobotrlError(f"{path} is not a loadable {kind} policy: {str(exc).splitlines()[0][:160]}") \
                 from None
         return module, json.loads(card_path.read_text())
     ckpt = load_checkpoint(path)

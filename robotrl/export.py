@@ -1,16 +1,30 @@
-"""Checkpoint -> self-contained TorchScript policy (+ JSON card), verified before it is written.
+"""Checkpoint -> self-contained deployable policy files (+ one JSON card), each verified before it is written.
 
-The exported module is a frozen DeployedPolicy: observation normalisation -> deterministic policy ->
-rescale to actuator bounds -> clamp, with a finite-input guard. It loads with torch.jit.load in Python
-or torch::jit::load in C++ and needs nothing from robotrl.
+The exported module is a DeployedPolicy: observation normalisation -> deterministic policy -> rescale to
+actuator bounds -> clamp, with a finite-input guard. Formats, all written beside each other as NAME.<ext>:
+
+- pt: frozen TorchScript (always written; `robotrl eval` and the card refer to it). torch.jit.load in Python,
+  torch::jit::load in C++; input [obs] or [batch, obs].
+- pt2: torch.export + AOTInductor package for CPU (needs a C++ compiler at export time). Loads with
+  torch._inductor.aoti_load_package in Python or torch::inductor::AOTIModelPackageLoader in C++; input
+  [batch, obs] float32. AOTInductor checks input shapes only when AOTI_RUNTIME_CHECK_INPUTS=1 is set, which
+  tools/runtime does; other loaders must check the shape themselves.
+- onnx: torch.onnx (dynamo exporter), verified with ONNX Runtime; needs `pip install 'robotrl[onnx]'`.
+
+Nothing is written unless every requested file reproduces the agent's actions to MAX_ABS_DIFF.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +40,14 @@ from robotrl.evaluate import policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
 
 MAX_ABS_DIFF = 1e-5
+FORMATS = ("pt", "pt2", "onnx")
+DEFAULT_FORMATS = ("pt", "pt2")
+ONNX_HINT = "pip install 'robotrl[onnx]'"
+FORMAT_INPUTS = {
+    "pt": "raw observation, float32, shape [obs] or [batch, obs]",
+    "pt2": "raw observation, float32, shape [batch, obs]; shapes are checked only with AOTI_RUNTIME_CHECK_INPUTS=1",
+    "onnx": "raw observation, float32, shape [batch, obs] (input name 'obs')",
+}
 
 
 @dataclass
@@ -34,6 +56,22 @@ class ExportResult:
     card_path: str
     max_abs_diff: float
     observations_checked: int
+    files: dict[str, str] = field(default_factory=dict)
+    """format -> path of every file written (pt included)."""
+    max_abs_diffs: dict[str, float] = field(default_factory=dict)
+    """format -> largest |action difference| from the agent over the reference observations."""
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """'pt,pt2' or ['pt', 'onnx'] -> ('pt', ...) in canonical order; pt is required, unknown names are errors."""
+    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = sorted(set(names) - set(FORMATS))
+    if unknown:
+        raise RobotrlError(f"unknown export format(s) {', '.join(unknown)}; allowed: {', '.join(FORMATS)}")
+    if "pt" not in names:
+        raise RobotrlError(f"export formats must include pt (the card and `robotrl eval` use it), got "
+                           f"'{','.join(names)}'; allowed: {', '.join(FORMATS)}, e.g. pt,pt2")
+    return tuple(f for f in FORMATS if f in names)
 
 
 def reference_observations(policy: DeployedPolicy, env: gym.Env, n: int = 512, seed: int = 12345) -> torch.Tensor:
@@ -60,40 +98,115 @@ def script_policy(policy: DeployedPolicy) -> torch.jit.ScriptModule:
     return torch.jit.freeze(torch.jit.script(policy.eval()))
 
 
-def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any], env: gym.Env) -> ExportResult:
+def _batch_export_args(policy: DeployedPolicy) -> tuple[tuple[torch.Tensor], tuple[dict[int, Any]]]:
+    # A batch of 2 as the example: torch.export specialises a size-1 dimension to a constant.
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    return (torch.zeros(2, policy.obs_dim),), ({0: batch},)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.export / torch.onnx print progress lines and library FutureWarnings that say nothing to a user."""
+    onnx_log = logging.getLogger("torch.onnx")  # warns that torchvision's ops are not registered
+    level = onnx_log.level
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        onnx_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            onnx_log.setLevel(level)
+
+
+def write_pt2(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.export + AOTInductor (CPU) package at `path`; returns the reloaded package's forward."""
+    import torch._inductor
+
+    args, dynamic = _batch_export_args(policy)
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.export.export(policy.eval(), args, dynamic_shapes=dynamic)
+            # check_lowerbound off: otherwise AOTI_RUNTIME_CHECK_INPUTS rejects batch 1 (the export example is 2).
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                     inductor_configs={"aot_inductor.check_lowerbound": False})
+    except Exception as exc:  # the compiler's own message, one line; typical cause: no C++ compiler
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RobotrlError(f"cannot write the .pt2 (torch.export + AOTInductor needs a C++ compiler such as g++): "
+                           f"{first}; export without it with --format pt") from None
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """ONNX model at `path` (dynamo exporter, opset default); returns an ONNX Runtime session's forward."""
+    try:
+        import onnxruntime
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it; fail here with the install hint)
+    except ImportError as exc:
+        raise RobotrlError(f"--format onnx needs the onnx extra ({exc.name} is missing): {ONNX_HINT}") from None
+    args, dynamic = _batch_export_args(policy)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(policy.eval(), args, dynamic_shapes=dynamic, dynamo=True, verbose=False)
+        program.save(str(path))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda obs: torch.as_tensor(session.run(None, {name: obs.numpy()})[0])
+
+
+def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any], env: gym.Env,
+                  formats: str | Sequence[str] = DEFAULT_FORMATS) -> ExportResult:
     out = Path(out)
     if out.suffix != ".pt":
         raise RobotrlError(f"export path must end in .pt, got {out}")
+    formats = parse_formats(formats)
     out.parent.mkdir(parents=True, exist_ok=True)
     observations = reference_observations(policy, env)
-    scripted = script_policy(policy)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    with torch.no_grad():
+        expected = policy(observations)
+    temporaries: dict[str, Path] = {}
+    diffs: dict[str, float] = {}
     try:
-        torch.jit.save(scripted, tmp)
-        reloaded = torch.jit.load(tmp, map_location="cpu")
-        with torch.no_grad():
-            expected = policy(observations)
-            got = reloaded(observations)
-            single = reloaded(observations[0])
-        diff = float(max((expected - got).abs().max(), (expected[0] - single).abs().max()))
-        if not diff <= MAX_ABS_DIFF:
-            raise RobotrlError(f"export verification failed: reloaded policy differs from the agent by {diff:.3g} "
-                               f"(> {MAX_ABS_DIFF}); nothing written to {out}")
-        card = {**card, "verified_max_abs_diff": diff, "observations_checked": int(observations.shape[0])}
+        for fmt in formats:
+            # the temporary keeps the extension: AOTInductor insists on .pt2
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".{fmt}", dir=out.parent)
+            os.close(fd)
+            temporaries[fmt] = Path(tmp)
+            if fmt == "pt":
+                torch.jit.save(script_policy(policy), tmp)
+                reloaded = torch.jit.load(tmp, map_location="cpu")
+                with torch.no_grad():  # the TorchScript file also takes a single observation
+                    single = (expected[0] - reloaded(observations[0])).abs().max()
+            else:
+                reloaded = (write_pt2 if fmt == "pt2" else write_onnx)(policy, Path(tmp))
+                single = torch.zeros(())
+            with torch.no_grad():
+                got = reloaded(observations)
+            diffs[fmt] = float(max((expected - got).abs().max(), single))
+            if not diffs[fmt] <= MAX_ABS_DIFF:
+                raise RobotrlError(f"export verification failed: the reloaded .{fmt} differs from the agent by "
+                                   f"{diffs[fmt]:.3g} (> {MAX_ABS_DIFF}); nothing written to {out.parent}")
+        files = {fmt: str(out.with_suffix(f".{fmt}")) for fmt in formats}
+        card = {**card, "verified_max_abs_diff": diffs["pt"], "observations_checked": int(observations.shape[0]),
+                "files": {fmt: {"file": Path(files[fmt]).name, "verified_max_abs_diff": diffs[fmt],
+                                "input": FORMAT_INPUTS[fmt]} for fmt in formats}}
         card_path = out.with_suffix(".json")
         card_tmp = card_path.with_name(f".{card_path.name}.tmp")
         card_tmp.write_text(json.dumps(card, indent=2) + "\n")
-        give_default_file_mode(tmp)
-        os.replace(tmp, out)
+        for fmt, tmp in temporaries.items():
+            give_default_file_mode(tmp)
+            os.replace(tmp, files[fmt])
         os.replace(card_tmp, card_path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-    return ExportResult(str(out), str(card_path), diff, int(observations.shape[0]))
+        for tmp in temporaries.values():
+            tmp.unlink(missing_ok=True)
+    return ExportResult(str(out), str(card_path), diffs["pt"], int(observations.shape[0]), files, diffs)
 
 
-def export_checkpoint(path: str | Path, out: str | Path, command: str | None = None) -> ExportResult:
-    """Export a run directory or checkpoint file to `out` (.pt) and its JSON card."""
+def export_checkpoint(path: str | Path, out: str | Path, command: str | None = None,
+                      formats: str | Sequence[str] = DEFAULT_FORMATS) -> ExportResult:
+    """Export a run directory or checkpoint file to `out` (.pt), the other `formats` beside it, and its card."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = load_checkpoint(ckpt_path)
     policy = policy_from_checkpoint(ckpt, ckpt_path)
@@ -106,7 +219,7 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": ckpt.get("eval"),
         "policy_step": ckpt["best"]["step"] if ckpt.get("best") else ckpt["step"],
         "source_checkpoint": str(ckpt_path), "robotrl_version": __version__, "torch_version": torch.__version__,
-        "input": "raw observation, float32, shape [obs] or [batch, obs]",
+        "input": FORMAT_INPUTS["pt"],
         "output": "action in actuator units, clamped to [action_low, action_high]; non-finite input gives "
                   "the bounds' midpoint",
     }
@@ -115,6 +228,6 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
     if command:
         card["command"] = command
     try:
-        return export_policy(policy, out, card, env)
+        return export_policy(policy, out, card, env, formats)
     finally:
         env.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -118,50 +119,96 @@ def test_checkpoint_written_atomically_keeps_previous_on_failure(tmp_path, monke
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
+# Loads every exported format the way a deployment would, in a process that never imports robotrl.
+LOAD_ALL_FORMATS = """
+import json, sys
+import numpy as np, onnxruntime, torch, torch._inductor
+pt, pt2, onnx, obs_file = sys.argv[1:]
+obs = torch.from_numpy(np.load(obs_file))
+m = torch.jit.load(pt)
+session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+print(json.dumps({
+    "robotrl_loaded": any(k.startswith("robotrl") for k in sys.modules),
+    "pt": m(obs).tolist(), "pt_single": m(obs[0]).tolist(),
+    "pt2": torch._inductor.aoti_load_package(pt2)(obs).tolist(),
+    "onnx": session.run(None, {"obs": obs.numpy()})[0].tolist(),
+}))
+"""
+
+
 @pytest.mark.parametrize("algo", TRAINERS)
 def test_exported_policy_matches_agent_in_a_process_without_robotrl(tmp_path, algo):
     agent = TRAINERS[algo]("reach", seed=1, normalize_obs=True, **small(algo)).learn(400)
     out = tmp_path / "policies" / f"reach-{algo}.pt"
-    result = agent.export(out)
-    assert result.max_abs_diff <= 1e-5
+    result = agent.export(out, formats="pt,pt2,onnx")
+    assert set(result.files) == {"pt", "pt2", "onnx"}
+    assert all(diff <= 1e-5 for diff in result.max_abs_diffs.values())
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["task"] == "reach" and card["algorithm"] == algo and card["observation_shape"] == [10]
     assert card["action_low"] == [-1.0, -1.0] and card["training_steps"] == 400
     assert card["torch_version"] == torch.__version__
+    assert {fmt: entry["file"] for fmt, entry in card["files"].items()} == {
+        "pt": f"reach-{algo}.pt", "pt2": f"reach-{algo}.pt2", "onnx": f"reach-{algo}.onnx"}
 
     obs = _observations("reach")
     np.save(tmp_path / "obs.npy", obs)
-    script = (
-        "import sys, json, numpy as np, torch\n"
-        f"m = torch.jit.load({str(out)!r})\n"
-        f"obs = torch.from_numpy(np.load({str(tmp_path / 'obs.npy')!r}))\n"
-        "print(json.dumps({'robotrl_loaded': any(k.startswith('robotrl') for k in sys.modules),"
-        " 'actions': m(obs).tolist(), 'single': m(obs[0]).tolist()}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
+    proc = subprocess.run([sys.executable, "-c", LOAD_ALL_FORMATS, str(out), str(out.with_suffix(".pt2")),
+                           str(out.with_suffix(".onnx")), str(tmp_path / "obs.npy")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["robotrl_loaded"] is False
     expected = agent.predict(obs)
-    np.testing.assert_allclose(np.array(payload["actions"]), expected, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(np.array(payload["single"]), expected[0], atol=1e-5, rtol=0)
+    for fmt in ("pt", "pt2", "onnx"):
+        np.testing.assert_allclose(np.array(payload[fmt]), expected, atol=1e-5, rtol=0, err_msg=fmt)
+    np.testing.assert_allclose(np.array(payload["pt_single"]), expected[0], atol=1e-5, rtol=0)
+
+
+GUARDS_OF_PT2_AND_ONNX = """
+import json, sys
+import numpy as np, onnxruntime, torch, torch._inductor
+pt2 = torch._inductor.aoti_load_package(sys.argv[1])
+session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+runners = {"pt2": lambda x: pt2(torch.from_numpy(x)).numpy(), "onnx": lambda x: session.run(None, {"obs": x})[0]}
+rows = np.array([[0.0, np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0, 0.0], [1e30] * 4], dtype=np.float32)
+result = {}
+for fmt, run in runners.items():
+    result[fmt] = {"actions": run(rows).tolist()}
+    try:
+        run(np.zeros((1, 5), dtype=np.float32))
+        result[fmt]["wrong_width"] = "accepted"
+    except Exception as exc:
+        result[fmt]["wrong_width"] = str(exc)
+print(json.dumps(result))
+"""
 
 
 def test_exported_policy_guards_shape_and_non_finite_input(tmp_path):
     agent = DDPG("pendulum", seed=0, **SMALL).learn(200)
     out = tmp_path / "p.pt"
-    agent.export(out)
+    agent.export(out, formats="pt,pt2,onnx")
     policy = load_policy(out)
     assert policy.card["task"] == "pendulum"
     bad = np.array([0.0, np.nan, 0.0, 0.0], dtype=np.float32)
     np.testing.assert_array_equal(policy(bad), [0.0])  # midpoint of [-3, 3]
+    np.testing.assert_array_equal(policy(np.array([np.inf, 0, 0, 0], dtype=np.float32)), [0.0])
     huge = np.full(4, 1e30, dtype=np.float32)
     assert -3.0 <= policy(huge)[0] <= 3.0
-    try:
-        policy(np.zeros(5, dtype=np.float32))
-    except Exception as exc:  # TorchScript surfaces the module's ValueError as a RuntimeError
-        assert "expected observation of shape [4]" in str(exc)
-    else:
-        raise AssertionError("wrong observation width must raise")
+    with pytest.raises(Exception, match=r"expected observation of shape \[4\]"):
+        policy(np.zeros(5, dtype=np.float32))  # TorchScript surfaces the module's ValueError as a RuntimeError
+
+    # .pt2 checks its input only when AOTI_RUNTIME_CHECK_INPUTS=1 (what tools/runtime sets); ONNX Runtime always.
+    proc = subprocess.run([sys.executable, "-c", GUARDS_OF_PT2_AND_ONNX, str(out.with_suffix(".pt2")),
+                           str(out.with_suffix(".onnx"))], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "AOTI_RUNTIME_CHECK_INPUTS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for fmt in ("pt2", "onnx"):
+        actions = np.array(result[fmt]["actions"])
+        np.testing.assert_array_equal(actions[:2], [[0.0], [0.0]], err_msg=fmt)  # NaN, inf -> midpoint
+        assert -3.0 <= actions[2, 0] <= 3.0, fmt
+        assert result[fmt]["wrong_width"] != "accepted", fmt
+    assert "expected: 4" in result["pt2"]["wrong_width"] and "Expected: 4" in result["onnx"]["wrong_width"]
 
 
 def test_load_policy_accepts_run_dir_and_checkpoint(tmp_path):
