@@ -23,6 +23,9 @@ from robotrl.envs import load_card
 from robotrl.export import script_policy
 from robotrl.nets import DeployedPolicy
 
+# One build of tools/runtime serves every test here, so they all run on the same xdist worker.
+pytestmark = pytest.mark.xdist_group("cpp_runtime")
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "tools" / "runtime"
 SHIPPED_REACH_POLICY = ROOT / "policies" / "reach-sac.pt"
@@ -30,8 +33,10 @@ ACTION_TOLERANCE = 1e-5
 RETURN_TOLERANCE = 1e-4
 # (task, policy, reset seeds compared). The tiny SAC pendulum policy falls within a dozen steps, so pendulum
 # is also run with a balancing linear controller for the full 1000-step horizon.
+# The -pt2 cases load the AOTInductor package (--format pt2) in both Python and C++.
 PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pendulum-balancing", [0, 1]),
-                ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0])]
+                ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0]),
+                ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0])]
 
 
 @dataclass
@@ -55,15 +60,17 @@ def runtime() -> Path:
 
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny freshly exported SAC policies for pendulum (normalised observations) and cheetah (raw ones);
-    reach uses the shipped, trained policy. A policy need only be a non-trivial function of the observation."""
+    """Tiny freshly exported SAC policies for pendulum (normalised observations) and cheetah (raw ones), as .pt
+    and .pt2; reach uses the shipped, trained policy. A policy need only be a non-trivial function of the
+    observation."""
     out = tmp_path_factory.mktemp("policies")
     paths = {"reach-sac": SHIPPED_REACH_POLICY}
     for task in ("pendulum", "cheetah"):
         agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
                     eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
         agent.learn(200)
-        paths[f"{task}-sac"] = Path(agent.export(out / f"{task}-sac.pt").path)
+        exported = agent.export(out / f"{task}-sac.pt", formats="pt,pt2")
+        paths[f"{task}-sac"], paths[f"{task}-sac-pt2"] = Path(exported.files["pt"]), Path(exported.files["pt2"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     return paths
 
@@ -129,6 +136,7 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
 
     assert result.returncode == 0, result.stderr
     summary = last_json_line(result.stdout)
+    assert summary["format"] == ("pt2" if policy.endswith("-pt2") else "pt")
     assert summary["episodes"] == len(expected)
     assert summary["latency_us_p50"] > 0 and summary["latency_us_p99"] >= summary["latency_us_p50"]
     assert summary["unsafe_actions"] == 0
@@ -175,6 +183,27 @@ def test_policy_for_another_observation_width_is_a_clear_error(runtime: Path, tm
     assert "width 4" in result.stderr and "expected observation of shape [10]" in result.stderr
 
 
+def test_pt2_policy_for_another_observation_width_is_a_one_line_error(runtime: Path, policies: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    cardless = tmp_path / "cheetah-policy.pt2"
+    shutil.copy(policies["cheetah-sac-pt2"], cardless)
+    result = run_runtime(runtime, "--policy", cardless, "--task", "pendulum")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "width 4" in result.stderr and "expected: 17, but got: 4" in result.stderr
+
+
+def test_format_flag_overrides_the_extension(runtime: Path, policies: dict[str, Path], tmp_path: Path) -> None:
+    renamed = tmp_path / "cheetah-package.bin"
+    shutil.copy(policies["cheetah-sac-pt2"], renamed)
+    result = run_runtime(runtime, "--policy", renamed, "--format", "pt2", "--task", "cheetah", "--episodes", "1",
+                         "--json")
+    assert result.returncode == 0, result.stderr
+    assert last_json_line(result.stdout)["format"] == "pt2"
+    result = run_runtime(runtime, "--policy", policies["cheetah-sac"], "--format", "pt2", "--task", "cheetah")
+    assert result.returncode == 2 and "not an AOTInductor package" in result.stderr
+
+
 def test_policy_whose_card_names_another_task_is_refused(runtime: Path, tmp_path: Path) -> None:
     policy = tmp_path / "policy.pt"
     shutil.copy(SHIPPED_REACH_POLICY, policy)
@@ -193,7 +222,8 @@ def test_policy_whose_card_names_another_task_is_refused(runtime: Path, tmp_path
     (["--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--model", "missing-dir/reacher.xml"],
      "MuJoCo model not found"),
     (["--policy", ROOT / "README.md", "--task", "reach"], "not a TorchScript file"),
-    (["--task", "reach"], "--policy FILE.pt is required"),
+    (["--task", "reach"], "--policy FILE is required"),
+    (["--policy", SHIPPED_REACH_POLICY, "--task", "reach", "--format", "onnx"], "--format must be pt or pt2"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(runtime: Path, args: list, message: str) -> None:
     result = run_runtime(runtime, *args)

@@ -28,10 +28,11 @@ namespace robotrl {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: robotrl_runtime --policy FILE.pt --task TASK [--episodes N] [--seed S] [--initial-states FILE]\n"
-    "                       [--model XML_OR_DIR] [--json] [--record FILE] [--probe-nonfinite]\n"
+    "usage: robotrl_runtime --policy FILE.pt|FILE.pt2 --task TASK [--format pt|pt2] [--episodes N] [--seed S]\n"
+    "                       [--initial-states FILE] [--model XML_OR_DIR] [--json] [--record FILE] [--probe-nonfinite]\n"
     "\n"
-    "  --policy FILE.pt        exported robotrl policy (TorchScript)\n"
+    "  --policy FILE           exported robotrl policy: NAME.pt (TorchScript) or NAME.pt2 (AOTInductor package)\n"
+    "  --format pt|pt2         how to load --policy (default: from its extension)\n"
     "  --task TASK             pendulum, reach or cheetah\n"
     "  --episodes N            episodes to run (default 10, or one per initial state)\n"
     "  --seed S                episode i draws its reset noise from a C++ RNG seeded with S + i (default 0)\n"
@@ -44,6 +45,7 @@ constexpr const char* kUsage =
 
 struct Options {
   std::string policy_path;
+  std::string format;
   std::string task_name;
   std::optional<int> episodes;
   long long seed = 0;
@@ -108,6 +110,8 @@ Options parse_options(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--policy") {
       options.policy_path = next_value();
+    } else if (arg == "--format") {
+      options.format = next_value();
     } else if (arg == "--task") {
       options.task_name = next_value();
     } else if (arg == "--episodes") {
@@ -128,7 +132,7 @@ Options parse_options(int argc, char** argv) {
       throw RuntimeError("unknown option '" + arg + "' (see --help)");
     }
   }
-  if (options.policy_path.empty()) throw RuntimeError("--policy FILE.pt is required (see --help)");
+  if (options.policy_path.empty()) throw RuntimeError("--policy FILE is required (see --help)");
   if (options.task_name.empty()) throw RuntimeError("--task TASK is required (see --help)");
   return options;
 }
@@ -194,14 +198,12 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
   return states;
 }
 
-// A card written by robotrl export sits next to the .pt; when it names another task, refuse to run.
+// A card written by robotrl export sits next to the .pt / .pt2; when it names another task, refuse to run.
 void check_card_task(const std::string& policy_path, const Task& task) {
   std::string card_path = policy_path;
-  if (card_path.size() > 3 && card_path.compare(card_path.size() - 3, 3, ".pt") == 0) {
-    card_path.replace(card_path.size() - 3, 3, ".json");
-  } else {
-    return;
-  }
+  auto dot = card_path.rfind('.');
+  if (dot == std::string::npos || (card_path.substr(dot) != ".pt" && card_path.substr(dot) != ".pt2")) return;
+  card_path.replace(dot, std::string::npos, ".json");
   if (!is_file(card_path)) return;
   json::Value card = json::parse_file(card_path);
   const json::Value* card_task = card.find("task");
@@ -337,7 +339,8 @@ int run(int argc, char** argv) {
   auto model = load_model(model_path);
   std::unique_ptr<mjData, DataDeleter> data(mj_makeData(model.get()));
 
-  Policy policy(options.policy_path);
+  PolicyFormat format = parse_policy_format(options.format, options.policy_path);
+  Policy policy(options.policy_path, format);
   policy.check_widths(task.observation_width, model->nu);
   check_card_task(options.policy_path, task);
   if (options.probe_nonfinite) return probe_nonfinite(policy, task, model.get());
@@ -415,11 +418,12 @@ int run(int argc, char** argv) {
   if (!options.record_path.empty()) write_record(options.record_path, options, task, records);
   if (options.json) {
     std::printf(
-        "{\"task\": %s, \"policy\": %s, \"model\": %s, \"episodes\": %d, \"reset\": %s, \"seed\": %lld, "
+        "{\"task\": %s, \"policy\": %s, \"format\": \"%s\", \"model\": %s, \"episodes\": %d, \"reset\": %s, "
+        "\"seed\": %lld, "
         "\"returns\": %s, \"mean_return\": %s, \"latency_us_p50\": %s, \"latency_us_p99\": %s, "
         "\"actions_timed\": %zu, \"unsafe_actions\": %lld}\n",
-        json::quote(task.name).c_str(), json::quote(options.policy_path).c_str(), json::quote(model_path).c_str(),
-        episodes, initial_states.empty() ? "\"rng\"" : "\"initial-states\"", options.seed,
+        json::quote(task.name).c_str(), json::quote(options.policy_path).c_str(), format_name(format),
+        json::quote(model_path).c_str(), episodes, initial_states.empty() ? "\"rng\"" : "\"initial-states\"", options.seed,
         json::array(returns).c_str(), json::number(mean_return).c_str(), json::number(p50).c_str(),
         json::number(p99).c_str(), latencies_us.size(), unsafe_actions);
   }

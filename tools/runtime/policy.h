@@ -1,4 +1,4 @@
-// An exported robotrl policy (TorchScript), behind an interface that needs no torch headers.
+// An exported robotrl policy (TorchScript .pt or AOTInductor .pt2), behind an interface that needs no torch headers.
 #pragma once
 
 #include <memory>
@@ -13,10 +13,17 @@ struct RuntimeError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+enum class PolicyFormat { TorchScript, AOTInductor };
+
+// "pt" or "pt2"; an empty name means: from the file's extension (.pt2 -> AOTInductor, else TorchScript).
+PolicyFormat parse_policy_format(const std::string& name, const std::string& path);
+const char* format_name(PolicyFormat format);
+
 class Policy {
  public:
-  // Loads FILE.pt on the CPU with one intra-op and one inter-op thread; throws RuntimeError.
-  explicit Policy(const std::string& path);
+  // Loads FILE.pt (torch::jit::load) or FILE.pt2 (torch::inductor::AOTIModelPackageLoader) on the CPU with one
+  // intra-op and one inter-op thread; throws RuntimeError.
+  Policy(const std::string& path, PolicyFormat format);
   ~Policy();
   Policy(const Policy&) = delete;
   Policy& operator=(const Policy&) = delete;
