@@ -1,8 +1,10 @@
-"""Per-action policy latency, batch 1, one thread: eager PyTorch, TorchScript in Python, the C++ runtime.
+"""Per-action policy latency, batch 1, one thread: eager PyTorch, TorchScript, .pt2 (AOTInductor) and ONNX Runtime
+from Python, and the C++ runtime loading the .pt and the .pt2.
 
     python tools/bench_latency.py [--policy policies/reach-sac.pt] [--actions 2000]
 
-Only the policy's forward call is timed on every path (the input tensor is built before the clock starts).
+Only the policy's forward call is timed on every path (the input is built before the clock starts). NAME.pt2 and
+NAME.onnx are timed when they sit beside NAME.pt (`robotrl export --format pt,pt2,onnx` writes them).
 Eager PyTorch is rebuilt from the checkpoint named in the policy's card when that file exists; otherwise
 from the task card's settings with untrained weights (same layers, so the same arithmetic) and the row
 says so. The C++ runtime is tools/runtime/build/robotrl_runtime (build it with tools/runtime/build.sh).
@@ -59,9 +61,40 @@ def eager_policy(card: dict) -> tuple[torch.nn.Module | None, str]:
     return untrained, "eager PyTorch (untrained, same layers; checkpoint not available)"
 
 
+def load_pt2(policy: Path) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    path = policy.with_suffix(".pt2")
+    if not path.is_file():
+        return f"no {path.name}"
+    import torch._inductor
+
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def load_onnx(policy: Path) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    path = policy.with_suffix(".onnx")
+    if not path.is_file():
+        return f"no {path.name}"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "onnxruntime not installed (pip install 'robotrl[onnx]')"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feeds = {}
+
+    def forward(obs: torch.Tensor) -> list:  # obs.numpy() is a zero-copy view
+        feeds["obs"] = obs.numpy()
+        return session.run(None, feeds)
+
+    return forward
+
+
 def cpp_runtime(policy: Path, task: str, actions: int, horizon: int) -> tuple[float, float] | str:
     if not RUNTIME.is_file():
         return "not built (bash tools/runtime/build.sh)"
+    if not policy.is_file():
+        return f"no {policy.name}"
     episodes = max(1, math.ceil(actions / horizon))
     result = subprocess.run([str(RUNTIME), "--policy", str(policy), "--task", task, "--episodes", str(episodes),
                              "--json"], capture_output=True, text=True, timeout=600)
@@ -99,14 +132,24 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((eager_label, *(f"{v:.1f}" for v in time_forward(eager, observations, args.warmup))))
     rows.append(("TorchScript in Python (torch.jit.load)",
                  *(f"{v:.1f}" for v in time_forward(scripted, observations, args.warmup))))
+    batched = [obs[None].contiguous() for obs in observations]  # .pt2 and ONNX take [batch, obs]
+    for label, load in ((".pt2 in Python (torch._inductor.aoti_load_package)", load_pt2),
+                        ("ONNX Runtime in Python", load_onnx)):
+        forward = load(args.policy)
+        if isinstance(forward, str):
+            rows.append((f"{label}: {forward}", "-", "-"))
+        else:
+            rows.append((label, *(f"{v:.1f}" for v in time_forward(forward, batched, args.warmup))))
     env = make_env(task)
     horizon = env.spec.max_episode_steps or 1000
     env.close()
-    cpp = cpp_runtime(args.policy, task, args.actions, horizon)
-    if isinstance(cpp, str):
-        rows.append((f"C++ runtime: {cpp}", "-", "-"))
-    else:
-        rows.append(("C++ runtime (torch::jit::load, tools/runtime)", *(f"{v:.1f}" for v in cpp)))
+    for label, path in (("C++ runtime, .pt (torch::jit::load)", args.policy),
+                        ("C++ runtime, .pt2 (AOTIModelPackageLoader)", args.policy.with_suffix(".pt2"))):
+        cpp = cpp_runtime(path, task, args.actions, horizon)
+        if isinstance(cpp, str):
+            rows.append((f"{label}: {cpp}", "-", "-"))
+        else:
+            rows.append((label, *(f"{v:.1f}" for v in cpp)))
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"policy {args.policy.relative_to(ROOT) if args.policy.is_relative_to(ROOT) else args.policy} "
