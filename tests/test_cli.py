@@ -130,6 +130,16 @@ def test_truncated_checkpoint_is_reported_and_nothing_is_overwritten(trained, tm
     assert bad.read_bytes() == data[: len(data) // 2]
 
 
+def test_unknown_or_incomplete_export_format_writes_nothing(trained, tmp_path):
+    root, _ = trained
+    run = str(root / "run")
+    _assert_one_line_error(robotrl("export", run, "-o", "p.pt", "--format", "pt,tflite", cwd=tmp_path),
+                           "unknown export format(s) tflite", "pt, pt2, onnx")
+    _assert_one_line_error(robotrl("export", run, "-o", "p.pt", "--format", "onnx", cwd=tmp_path),
+                           "must include pt", "pt, pt2, onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_foreign_checkpoint_is_reported(tmp_path):
     import torch
 

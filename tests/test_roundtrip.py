@@ -211,6 +211,30 @@ def test_exported_policy_guards_shape_and_non_finite_input(tmp_path):
     assert "expected: 4" in result["pt2"]["wrong_width"] and "Expected: 4" in result["onnx"]["wrong_width"]
 
 
+def test_a_format_that_cannot_be_written_leaves_every_file_as_it_was(tmp_path, monkeypatch):
+    import torch._inductor
+
+    from robotrl.config import RobotrlError
+
+    agent = DDPG("pendulum", seed=0, **SMALL).learn(200)
+    out = tmp_path / "p.pt"
+    previous = {out: b"previous pt", out.with_suffix(".json"): b"previous card"}
+    for path, data in previous.items():
+        path.write_bytes(data)
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found in torch._inductor.config.cpp.cxx")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", no_compiler)
+    with pytest.raises(RobotrlError, match=r"cannot write the \.pt2 .*No working C\+\+ compiler.*--format pt"):
+        agent.export(out, formats="pt,pt2")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if robotrl[onnx] were not installed
+    with pytest.raises(RobotrlError, match=r"needs the onnx extra .*pip install 'robotrl\[onnx\]'"):
+        agent.export(out, formats="pt,onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.pt"]  # no .pt2, no temporaries
+    assert {path: path.read_bytes() for path in previous} == previous
+
+
 def test_load_policy_accepts_run_dir_and_checkpoint(tmp_path):
     run = build_run("pendulum", "ddpg", seed=0, overrides=SMALL, run_dir=tmp_path / "run")
     train(run, 200, progress=False)
