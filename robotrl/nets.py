@@ -262,5 +262,6 @@ class DeployedPolicy(nn.Module):
         # alone would pass an infinite observation on as the finite clip value.
         poison = (x * 0.0).sum(-1, keepdim=True)
         x = torch.addcmul(self.obs_shift, x, self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)
-        a = torch.nan_to_num(self.policy(x) + poison, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        a = torch.nan_to_num(self.policy(x) + poison, nan=0.0, posinf=0.0, neginf=0.0)
+        # No clamp of a to [-1, 1] first: the clamp to [low, high] bounds the action all the same.
         return torch.addcmul(self.mid, a, self.half_range).clamp(self.low, self.high)
