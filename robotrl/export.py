@@ -214,6 +214,9 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
     env = make_env(task_source(task), normalize_actions=False)
     card = {
         "task": task, "algorithm": ckpt["algo"], "format": "torchscript",
+        # the control loop evaluation ran, so a runtime can check (frame_skip) or follow (horizon) it
+        "env_id": env.spec.id if env.spec else None, "horizon": env.spec.max_episode_steps if env.spec else None,
+        "frame_skip": getattr(env.unwrapped, "frame_skip", None),
         "observation_shape": [ckpt["obs_dim"]], "action_shape": [ckpt["action_dim"]],
         "action_low": ckpt["action_low"].tolist(), "action_high": ckpt["action_high"].tolist(),
         "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": ckpt.get("eval"),

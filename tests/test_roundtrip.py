@@ -147,6 +147,7 @@ def test_exported_policy_matches_agent_in_a_process_without_robotrl(tmp_path, al
     assert card["task"] == "reach" and card["algorithm"] == algo and card["observation_shape"] == [10]
     assert card["action_low"] == [-1.0, -1.0] and card["training_steps"] == 400
     assert card["torch_version"] == torch.__version__
+    assert (card["env_id"], card["horizon"], card["frame_skip"]) == ("Reacher-v5", 50, 2)
     assert {fmt: entry["file"] for fmt, entry in card["files"].items()} == {
         "pt": f"reach-{algo}.pt", "pt2": f"reach-{algo}.pt2", "onnx": f"reach-{algo}.onnx"}
 

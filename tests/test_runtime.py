@@ -183,6 +183,22 @@ def test_policy_for_another_observation_width_is_a_clear_error(runtime: Path, tm
     assert "width 4" in result.stderr and "expected observation of shape [10]" in result.stderr
 
 
+def test_card_horizon_is_followed_and_another_frame_skip_refused(runtime: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.pt"
+    shutil.copy(SHIPPED_REACH_POLICY, policy)
+    card = json.loads(SHIPPED_REACH_POLICY.with_suffix(".json").read_text())
+    record = tmp_path / "record.json"
+    policy.with_suffix(".json").write_text(json.dumps({**card, "horizon": 20, "frame_skip": 2}))
+    result = run_runtime(runtime, "--policy", policy, "--task", "reach", "--episodes", "2", "--record", record)
+    assert result.returncode == 0, result.stderr
+    assert [len(episode.actions) for episode in recorded_episodes(record)] == [20, 20]
+
+    policy.with_suffix(".json").write_text(json.dumps({**card, "frame_skip": 3}))
+    result = run_runtime(runtime, "--policy", policy, "--task", "reach")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "trained with frame_skip 3" in result.stderr and "steps 2" in result.stderr
+
+
 def test_pt2_policy_for_another_observation_width_is_a_one_line_error(runtime: Path, policies: dict[str, Path],
                                                                       tmp_path: Path) -> None:
     cardless = tmp_path / "cheetah-policy.pt2"

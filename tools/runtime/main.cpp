@@ -1,4 +1,4 @@
-// robotrl_runtime: run an exported robotrl policy (TorchScript) on a MuJoCo task with no Python.
+// robotrl_runtime: run an exported robotrl policy (TorchScript .pt or AOTInductor .pt2) on a MuJoCo task with no Python.
 //
 // The control loop reproduces gymnasium's v5 envs as robotrl builds them: observation (float64, fed to the
 // policy as float32) -> policy (already rescaled to actuator bounds and clamped) -> ctrl -> mj_step x
@@ -198,19 +198,40 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
   return states;
 }
 
-// A card written by robotrl export sits next to the .pt / .pt2; when it names another task, refuse to run.
-void check_card_task(const std::string& policy_path, const Task& task) {
+// A card written by robotrl export sits next to the .pt / .pt2. When it names another task, or a frame skip that
+// differs from the task table's, refuse to run; when it records a horizon (a user may have edited the task card
+// before training), episodes truncate there, as evaluation in Python did. Returns the task to run.
+Task apply_card(const std::string& policy_path, const Task& task) {
+  Task effective = task;
   std::string card_path = policy_path;
   auto dot = card_path.rfind('.');
-  if (dot == std::string::npos || (card_path.substr(dot) != ".pt" && card_path.substr(dot) != ".pt2")) return;
+  if (dot == std::string::npos || (card_path.substr(dot) != ".pt" && card_path.substr(dot) != ".pt2")) {
+    return effective;
+  }
   card_path.replace(dot, std::string::npos, ".json");
-  if (!is_file(card_path)) return;
+  if (!is_file(card_path)) return effective;
   json::Value card = json::parse_file(card_path);
   const json::Value* card_task = card.find("task");
   if (card_task != nullptr && card_task->kind == json::Value::Kind::String && card_task->string != task.name) {
     throw RuntimeError("policy " + policy_path + " was trained on task '" + card_task->string + "' (" +
                        card_path + "), not '" + task.name + "'");
   }
+  const json::Value* frame_skip = card.find("frame_skip");
+  if (frame_skip != nullptr && frame_skip->kind == json::Value::Kind::Number &&
+      static_cast<int>(frame_skip->number) != task.frame_skip) {
+    throw RuntimeError("policy " + policy_path + " was trained with frame_skip " +
+                       std::to_string(static_cast<int>(frame_skip->number)) + " (" + card_path + "); the runtime's '" +
+                       task.name + "' steps " + std::to_string(task.frame_skip) + " (tools/runtime/tasks.cpp)");
+  }
+  const json::Value* horizon = card.find("horizon");
+  if (horizon != nullptr && horizon->kind == json::Value::Kind::Number) {
+    if (horizon->number < 1 || horizon->number != static_cast<int>(horizon->number)) {
+      throw RuntimeError("card " + card_path + " has horizon " + json::number(horizon->number) +
+                         "; a horizon is a positive whole number of steps");
+    }
+    effective.horizon = static_cast<int>(horizon->number);
+  }
+  return effective;
 }
 
 std::vector<float> actuator_midpoint(const mjModel* model) {
@@ -333,16 +354,16 @@ int run(int argc, char** argv) {
                        std::to_string(mjVERSION_HEADER) + "); rebuild with tools/runtime/build.sh");
   }
   Options options = parse_options(argc, argv);
-  const Task& task = find_task(options.task_name);
+  const Task& table_task = find_task(options.task_name);
   if (!is_file(options.policy_path)) throw RuntimeError("policy file not found: " + options.policy_path);
-  std::string model_path = resolve_model_path(options, task);
+  std::string model_path = resolve_model_path(options, table_task);
   auto model = load_model(model_path);
   std::unique_ptr<mjData, DataDeleter> data(mj_makeData(model.get()));
 
   PolicyFormat format = parse_policy_format(options.format, options.policy_path);
   Policy policy(options.policy_path, format);
-  policy.check_widths(task.observation_width, model->nu);
-  check_card_task(options.policy_path, task);
+  policy.check_widths(table_task.observation_width, model->nu);
+  const Task task = apply_card(options.policy_path, table_task);
   if (options.probe_nonfinite) return probe_nonfinite(policy, task, model.get());
 
   std::vector<InitialState> initial_states;
