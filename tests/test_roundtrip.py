@@ -271,3 +271,20 @@ def test_keep_best_deploys_the_best_evaluated_policy_everywhere(tmp_path):
     export_checkpoint(tmp_path / "run", out)
     assert json.loads(out.with_suffix(".json").read_text())["policy_step"] == run.best["step"]
     np.testing.assert_allclose(load_policy(out)(obs.numpy()), deployed.numpy(), atol=1e-5, rtol=0)
+
+
+def test_deployed_normalisation_keeps_precision_for_near_constant_observations():
+    """A near-constant observation gets inv_std ~1e4 (the std floor). Normalising as (x - mean) * inv_std keeps
+    full precision; x * inv_std - mean * inv_std cancels two ~5e3 products and loses ~1e-4 in the action."""
+    from robotrl.export import script_policy
+    from robotrl.nets import DeployedPolicy
+
+    mean = torch.tensor([0.5123, -3.7, 12.25])
+    inv_std = torch.tensor([1e4, 1e4, 1e4])
+    deployed = DeployedPolicy(torch.nn.Tanh(), mean, inv_std, 10.0, -torch.ones(3), torch.ones(3)).eval()
+    deltas = torch.linspace(-2e-4, 2e-4, 101).unsqueeze(1) * torch.tensor([1.0, -0.7, 0.3])
+    obs = mean + deltas
+    reference = np.tanh(((obs.double() - mean.double()) * inv_std.double()).clamp(-10, 10).numpy())
+    with torch.no_grad():
+        for policy in (deployed, script_policy(deployed)):
+            np.testing.assert_allclose(policy(obs).numpy(), reference, atol=1e-6, rtol=0)
