@@ -130,11 +130,15 @@ def write_pt2(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], to
             # check_lowerbound off: otherwise AOTI_RUNTIME_CHECK_INPUTS rejects batch 1 (the export example is 2).
             torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                      inductor_configs={"aot_inductor.check_lowerbound": False})
-    except Exception as exc:  # the compiler's own message, one line; typical cause: no C++ compiler
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise RobotrlError(f"cannot write the .pt2 (torch.export + AOTInductor needs a C++ compiler such as g++): "
-                           f"{first}; export without it with --format pt") from None
+    except Exception as exc:  # the exporter's or compiler's own message, one line; typical cause: no C++ compiler
+        raise RobotrlError(f"cannot write the .pt2 (torch.export + AOTInductor, which needs a C++ compiler such as "
+                           f"g++): {_first_line(exc)}; export without it with --format pt") from None
     return torch._inductor.aoti_load_package(str(path))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -145,9 +149,13 @@ def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], t
     except ImportError as exc:
         raise RobotrlError(f"--format onnx needs the onnx extra ({exc.name} is missing): {ONNX_HINT}") from None
     args, dynamic = _batch_export_args(policy)
-    with _quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(policy.eval(), args, dynamic_shapes=dynamic, dynamo=True, verbose=False)
-        program.save(str(path))
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(policy.eval(), args, dynamic_shapes=dynamic, dynamo=True, verbose=False)
+            program.save(str(path))
+    except Exception as exc:
+        raise RobotrlError(f"cannot write the .onnx: {_first_line(exc)}; export without it with --format pt,pt2") \
+            from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
