@@ -154,13 +154,14 @@ class AOTIPolicy(nn.Module):
 def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """(policy module, metadata with at least 'task') for a run dir, checkpoint, exported .pt or .pt2."""
     path = resolve_checkpoint(path)
-    if is_torchscript(path) or is_aoti_package(path):
+    aoti = is_aoti_package(path)
+    if aoti or is_torchscript(path):
         import json
 
         card_path = path.with_suffix(".json")
         if not card_path.is_file():
             raise RobotrlError(f"exported policy {path} has no card {card_path} (needed for the task name)")
-        kind = "TorchScript" if path.suffix != ".pt2" else "AOTInductor"
+        kind = "AOTInductor" if aoti else "TorchScript"
         try:
             module = torch.jit.load(str(path), map_location="cpu") if kind == "TorchScript" else AOTIPolicy(path)
         except RuntimeError as exc:

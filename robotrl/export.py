@@ -119,6 +119,12 @@ def _quiet_exporter():
             onnx_log.setLevel(level)
 
 
+def write_pt(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Frozen TorchScript at `path`; returns the reloaded module."""
+    torch.jit.save(script_policy(policy), str(path))
+    return torch.jit.load(str(path), map_location="cpu")
+
+
 def write_pt2(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     """torch.export + AOTInductor (CPU) package at `path`; returns the reloaded package's forward."""
     import torch._inductor
@@ -144,8 +150,8 @@ def _first_line(exc: Exception) -> str:
 def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     """ONNX model at `path` (dynamo exporter, opset default); returns an ONNX Runtime session's forward."""
     try:
-        import onnxruntime
-        import onnxscript  # noqa: F401  (the dynamo exporter needs it; fail here with the install hint)
+        import onnxruntime  # noqa: F401  (onnx_session needs it; fail here, before exporting, with the hint)
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as exc:
         raise RobotrlError(f"--format onnx needs the onnx extra ({exc.name} is missing): {ONNX_HINT}") from None
     args, dynamic = _batch_export_args(policy)
@@ -156,11 +162,21 @@ def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], t
     except Exception as exc:
         raise RobotrlError(f"cannot write the .onnx: {_first_line(exc)}; export without it with --format pt,pt2") \
             from None
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
     name = session.get_inputs()[0].name
     return lambda obs: torch.as_tensor(session.run(None, {name: obs.numpy()})[0])
+
+
+def onnx_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session on one intra-op and one inter-op thread (how a robot runs batch 1)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+WRITERS = {"pt": write_pt, "pt2": write_pt2, "onnx": write_onnx}  # format -> write the file, return its forward
 
 
 def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any], env: gym.Env,
@@ -181,17 +197,12 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
             fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".{fmt}", dir=out.parent)
             os.close(fd)
             temporaries[fmt] = Path(tmp)
-            if fmt == "pt":
-                torch.jit.save(script_policy(policy), tmp)
-                reloaded = torch.jit.load(tmp, map_location="cpu")
-                with torch.no_grad():  # the TorchScript file also takes a single observation
-                    single = (expected[0] - reloaded(observations[0])).abs().max()
-            else:
-                reloaded = (write_pt2 if fmt == "pt2" else write_onnx)(policy, Path(tmp))
-                single = torch.zeros(())
+            reloaded = WRITERS[fmt](policy, Path(tmp))
             with torch.no_grad():
-                got = reloaded(observations)
-            diffs[fmt] = float(max((expected - got).abs().max(), single))
+                diff = (expected - reloaded(observations)).abs().max()
+                if fmt == "pt":  # the TorchScript file also takes a single observation
+                    diff = torch.maximum(diff, (expected[0] - reloaded(observations[0])).abs().max())
+            diffs[fmt] = float(diff)
             if not diffs[fmt] <= MAX_ABS_DIFF:
                 raise RobotrlError(f"export verification failed: the reloaded .{fmt} differs from the agent by "
                                    f"{diffs[fmt]:.3g} (> {MAX_ABS_DIFF}); nothing written to {out.parent}")

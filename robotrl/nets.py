@@ -243,10 +243,9 @@ class DeployedPolicy(nn.Module):
         self.policy = policy
         self.obs_dim = int(obs_mean.shape[0])
         self.obs_clip = float(obs_clip)
-        inv_std = obs_inv_std.detach().clone().float()
         low, high = low.detach().clone().float(), high.detach().clone().float()
         self.register_buffer("obs_mean", obs_mean.detach().clone().float())
-        self.register_buffer("obs_inv_std", inv_std)
+        self.register_buffer("obs_inv_std", obs_inv_std.detach().clone().float())
         self.register_buffer("low", low)
         self.register_buffer("high", high)
         self.register_buffer("mid", (low + high) * 0.5)

@@ -29,7 +29,7 @@ from robotrl import make_env
 from robotrl.algos import ALGOS
 from robotrl.checkpoint import load_checkpoint
 from robotrl.evaluate import policy_from_checkpoint
-from robotrl.export import reference_observations
+from robotrl.export import onnx_session, reference_observations
 from robotrl.loop import build_run, run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +83,9 @@ def load_onnx(policy: Path) -> Callable[[torch.Tensor], torch.Tensor] | str:
     if not path.is_file():
         return f"no {path.name}"
     try:
-        import onnxruntime
+        session = onnx_session(path)
     except ImportError:
         return "onnxruntime not installed (pip install 'robotrl[onnx]')"
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feeds = {}
 
     def forward(obs: torch.Tensor) -> list:  # obs.numpy() is a zero-copy view
@@ -132,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     scripted = torch.jit.load(str(args.policy), map_location="cpu").eval()
     env = make_env(task, normalize_actions=False)
     observations = list(reference_observations(scripted, env, args.actions, seed=0))  # states the policy visits
-    env.close()
-    env = make_env(task)
     horizon = env.spec.max_episode_steps or 1000
     env.close()
     batched = [obs[None].contiguous() for obs in observations]  # .pt2 and ONNX take [batch, obs]

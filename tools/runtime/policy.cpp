@@ -126,8 +126,13 @@ std::vector<float> Policy::act(const std::vector<float>& observation, double* fo
   // TorchScript takes one observation [obs]; the .pt2 was exported for [batch, obs].
   torch::Tensor input = aoti ? torch::empty({1, width}, torch::kFloat32) : torch::empty({width}, torch::kFloat32);
   std::memcpy(input.data_ptr<float>(), observation.data(), observation.size() * sizeof(float));
-  std::vector<torch::jit::IValue> inputs{input};
-  std::vector<at::Tensor> aoti_inputs{input};
+  std::vector<at::Tensor> aoti_inputs;           // pt2
+  std::vector<torch::jit::IValue> script_inputs;  // pt
+  if (aoti) {
+    aoti_inputs.push_back(input);
+  } else {
+    script_inputs.push_back(input);
+  }
 
   torch::Tensor output;
   auto start = std::chrono::steady_clock::now();
@@ -135,7 +140,7 @@ std::vector<float> Policy::act(const std::vector<float>& observation, double* fo
     if (aoti) {
       output = impl_->aoti->run(aoti_inputs).at(0);
     } else {
-      output = impl_->module.forward(inputs).toTensor();
+      output = impl_->module.forward(script_inputs).toTensor();
     }
   } catch (const std::exception& e) {  // c10::Error, or torch::jit::JITException for a raise in the module
     throw RuntimeError(first_meaningful_line(e.what()));
