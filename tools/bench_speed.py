@@ -13,7 +13,8 @@ Columns: env-steps/s of the learning phase (after the warm-up: act, env.step, st
 ms per update (a loop of sample + update alone); peak RSS; robotrl / SB3 ratio against SB3's best thread
 count; and the fraction of the arithmetic floor = floor ms / measured ms per env step, where the floor is
 the update's FLOPs (forward plus the backward passes the maths needs, the delayed TD3 actor at its
-average rate) divided by the fp32 GEMM rate measured in the same process at the same thread count.
+average rate) divided by the fp32 GEMM rate measured in the same process at the same thread count; and
+"GEMMs alone": the update's matrix products timed at their real shapes with nothing else (update_gemms_ms).
 Run nothing else on the machine meanwhile.
 """
 
@@ -26,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,53 @@ def gemm_gflops(threads: int, repeats: int = 200) -> float:
     return float(np.mean(rates))
 
 
+def update_gemms_ms(algo: str, obs_dim: int, action_dim: int, threads: int, policy_delay: int = 2,
+                    repeats: int = 100) -> float:
+    """ms per update of the update's matrix products alone, at their real shapes and layouts (twin critics as
+    one batched matmul, a single net as plain matmuls, weight gradients as transposed products), with no
+    autograd, elementwise op, optimiser or sampling: what a perfect implementation of the same maths still pays
+    on this machine."""
+    torch.set_num_threads(threads)
+    hidden = NETS[algo]
+    actor_out = 2 * action_dim if algo == "sac" else action_dim
+    actor = [torch.randn(a, b) for a, b in pairwise([obs_dim, *hidden, actor_out])]
+    twin = [torch.randn(2, a, b) for a, b in pairwise([obs_dim + action_dim, *hidden, 1])]
+    q1 = [w[0].contiguous() for w in twin]
+    critic = q1 if algo == "ddpg" else twin
+    q_in_actor = twin if algo == "sac" else q1  # SAC's actor loss uses min(Q1, Q2); TD3's and DDPG's Q1 only
+    obs, obs_action = torch.randn(BATCH, obs_dim), torch.randn(BATCH, obs_dim + action_dim)
+
+    def forward(weights: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        acts = [x if weights[0].dim() == 2 else x.expand(weights[0].shape[0], -1, -1)]
+        for w in weights:
+            acts.append(acts[-1] @ w)
+        return acts
+
+    def backward(weights: list[torch.Tensor], acts: list[torch.Tensor], weight_grads: bool) -> None:
+        grad = torch.ones_like(acts[-1])
+        for k in reversed(range(len(weights))):
+            if weight_grads:
+                acts[k].transpose(-1, -2) @ grad
+            if k > 0:
+                grad = grad @ weights[k].transpose(-1, -2)
+            elif not weight_grads:  # the actor loss needs dQ/da only: the action rows of the first layer
+                grad @ weights[0][..., obs_dim:, :].transpose(-1, -2)
+
+    def update(step: int) -> None:
+        forward(actor, obs), forward(critic, obs_action)  # target: pi'(s'), Q'(s', a')
+        backward(critic, forward(critic, obs_action), weight_grads=True)
+        if algo != "td3" or step % policy_delay == 0:
+            backward(q_in_actor, forward(q_in_actor, obs_action), weight_grads=False)
+            backward(actor, forward(actor, obs), weight_grads=True)
+
+    for step in range(10):
+        update(step)
+    t0 = time.perf_counter()
+    for step in range(repeats):
+        update(step)
+    return 1e3 * (time.perf_counter() - t0) / repeats
+
+
 # --------------------------------------------------------------------------- one measurement (a subprocess)
 def measure_robotrl(algo: str, task: str, steps: int, warmup: int, threads: int, updates: int) -> dict[str, Any]:
     run = build_run(task, algo, seed=0, overrides=overrides(algo, warmup, threads))
@@ -149,8 +198,10 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     ms_per_step = 1e3 * m["learn_s"] / job["steps"]
     floor_ms = 1e3 * update_gflop(job["algo"], m["obs_dim"], m["action_dim"], m["policy_delay"]) / gemm_gflops(
         job["threads"])
+    gemms_ms = update_gemms_ms(job["algo"], m["obs_dim"], m["action_dim"], job["threads"], m["policy_delay"])
     return {**job, "env_steps_per_s": round(job["steps"] / m["learn_s"], 1), "ms_per_step": round(ms_per_step, 2),
             "ms_per_update": round(1e3 * m["update_s"], 2), "floor_ms": round(floor_ms, 2),
+            "gemms_ms": round(gemms_ms, 2),
             "floor_fraction": round(floor_ms / ms_per_step, 3),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -172,7 +223,8 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (task, algo, lib, threads), rs in groups.items():
         row = {"task": task, "algo": algo, "library": lib, "threads": threads, "repeats": len(rs)}
-        for key in ("env_steps_per_s", "ms_per_step", "ms_per_update", "floor_ms", "floor_fraction", "peak_rss_mib"):
+        for key in ("env_steps_per_s", "ms_per_step", "ms_per_update", "floor_ms", "floor_fraction", "gemms_ms",
+                    "peak_rss_mib"):
             row[key] = float(np.median([r[key] for r in rs]))
         rows.append(row)
     for row in rows:
@@ -184,14 +236,14 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ("| task | algo | library | torch threads | env-steps/s | ms/update | peak RSS (MiB) | ratio vs SB3 best | "
-            "floor ms/step | fraction of floor |")
+            "floor ms/step | fraction of floor | GEMMs alone ms/update |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for r in rows:
         ratio = "-" if r["ratio_vs_sb3_best"] is None else f"{r['ratio_vs_sb3_best']:.2f}x"
         print(f"| {r['task']} | {r['algo']} | {r['library']} | {r['threads']} | {r['env_steps_per_s']:.0f} | "
               f"{r['ms_per_update']:.2f} | {r['peak_rss_mib']:.0f} | {ratio} | {r['floor_ms']:.2f} | "
-              f"{100 * r['floor_fraction']:.0f}% |")
+              f"{100 * r['floor_fraction']:.0f}% | {r['gemms_ms']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
