@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)
 
 
+def is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in zf.namelist())
+
+
+def is_aoti_package(path: Path) -> bool:
+    """An AOTInductor package written by torch._inductor.aoti_compile_and_package (a zip with a data/aotinductor/
+    folder)."""
+    if path.suffix != ".pt2" or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a checkpoint; every failure is a RobotrlError naming the path and the problem."""
     path = Path(path)
@@ -54,6 +71,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise RobotrlError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise RobotrlError(f"expected a checkpoint file, got a directory: {path}")
+    if path.suffix in (".onnx", ".json") or is_torchscript(path) or is_aoti_package(path):
+        raise RobotrlError(f"{path} is an exported policy (or its card), not a checkpoint: pass the run directory or "
+                           f"its checkpoints/last.pt")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle a user's file is a corrupt/foreign file, not a bug

@@ -8,6 +8,7 @@ card's `algos.<algo>` block and `--set key=value` overrides use the same names.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -171,3 +172,13 @@ def parse_size(text: str) -> tuple[int, int]:
     if not sep or not w.isdigit() or not h.isdigit() or int(w) < 16 or int(h) < 16:
         raise RobotrlError(f"--size must be WIDTHxHEIGHT with both at least 16 pixels, e.g. 480x480; got '{text}'")
     return int(w), int(h)
+
+
+def check_seed(seed: int) -> None:
+    """Seeds reach numpy, gymnasium and torch, which take non-negative integers only."""
+    try:
+        valid = operator.index(seed) >= 0
+    except TypeError:
+        valid = False
+    if not valid:
+        raise RobotrlError(f"seed must be a non-negative integer, got {seed!r}")

@@ -4,7 +4,6 @@ exported TorchScript file. All paths go through the same DeployedPolicy the expo
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ import torch
 from torch import nn
 
 from robotrl.algos import get_algo
-from robotrl.checkpoint import load_checkpoint, restore_agent
-from robotrl.config import RobotrlError, split_run_config
+from robotrl.checkpoint import is_aoti_package, is_torchscript, load_checkpoint, restore_agent
+from robotrl.config import RobotrlError, check_seed, split_run_config
 from robotrl.envs import make_env, task_source
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 
@@ -64,6 +63,7 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
     Episode i is reset with seed + i, so the same seed gives the same initial states for any policy.
     Success is judged on the last step's info['is_success'].
     """
+    check_seed(seed)
     returns, successes = [], []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
@@ -101,13 +101,6 @@ def policy_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoin
     return deployed_policy(policy, normalizer, ckpt["action_low"].numpy(), ckpt["action_high"].numpy())
 
 
-def is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(name.split("/", 1)[-1].startswith("code/") for name in zf.namelist())
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory means its checkpoints/last.pt."""
     path = Path(path)
@@ -119,15 +112,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
             raise RobotrlError(f"{path} is a directory but not a run directory (no checkpoints/last.pt)")
         return last
     return path
-
-
-def is_aoti_package(path: Path) -> bool:
-    """An AOTInductor package written by torch._inductor.aoti_compile_and_package (a zip with a data/aotinductor/
-    folder)."""
-    if path.suffix != ".pt2" or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any("/data/aotinductor/" in f"/{name}" for name in zf.namelist())
 
 
 class AOTIPolicy(nn.Module):
@@ -151,16 +135,54 @@ class AOTIPolicy(nn.Module):
         return actions.squeeze(0) if single else actions
 
 
+ONNX_HINT = "pip install 'robotrl[onnx]'"
+
+
+def onnx_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session on one intra-op and one inter-op thread (how a robot runs batch 1)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RobotrlError(f"{path}: running an ONNX policy needs onnxruntime: {ONNX_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime's own parse / load error, one line
+        raise RobotrlError(f"{path} is not a loadable ONNX policy: {str(exc).strip().splitlines()[0][:160]}") \
+            from None
+
+
+class ONNXPolicy(nn.Module):
+    """An exported .onnx (run by ONNX Runtime) behind the .pt's interface: [obs] or [batch, obs] in, actions out."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.session = onnx_session(path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        single = obs.dim() == 1
+        batch = (obs[None] if single else obs).to(torch.float32).contiguous()
+        actions = torch.as_tensor(self.session.run(None, {self.input_name: batch.numpy()})[0])
+        return actions.squeeze(0) if single else actions
+
+
 def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(policy module, metadata with at least 'task') for a run dir, checkpoint, exported .pt or .pt2."""
+    """(policy module, metadata with at least 'task') for a run dir, checkpoint, exported .pt, .pt2 or .onnx."""
     path = resolve_checkpoint(path)
-    aoti = is_aoti_package(path)
-    if aoti or is_torchscript(path):
+    if path.suffix == ".json":
+        raise RobotrlError(f"{path} is a policy's card, not a policy: pass the policy file beside it "
+                           f"({path.with_suffix('.pt').name})")
+    aoti, onnx = is_aoti_package(path), path.suffix == ".onnx"
+    if aoti or onnx or is_torchscript(path):
         import json
 
         card_path = path.with_suffix(".json")
         if not card_path.is_file():
             raise RobotrlError(f"exported policy {path} has no card {card_path} (needed for the task name)")
+        if onnx:
+            return ONNXPolicy(path), json.loads(card_path.read_text())
         kind = "AOTInductor" if aoti else "TorchScript"
         try:
             module = torch.jit.load(str(path), map_location="cpu") if kind == "TorchScript" else AOTIPolicy(path)

@@ -36,13 +36,12 @@ from robotrl._version import __version__
 from robotrl.checkpoint import give_default_file_mode, load_checkpoint
 from robotrl.config import RobotrlError
 from robotrl.envs import make_env, task_source
-from robotrl.evaluate import policy_from_checkpoint, resolve_checkpoint
+from robotrl.evaluate import ONNX_HINT, ONNXPolicy, policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
 
 MAX_ABS_DIFF = 1e-5
 FORMATS = ("pt", "pt2", "onnx")
 DEFAULT_FORMATS = ("pt", "pt2")
-ONNX_HINT = "pip install 'robotrl[onnx]'"
 FORMAT_INPUTS = {
     "pt": "raw observation, float32, shape [obs] or [batch, obs]",
     "pt2": "raw observation, float32, shape [batch, obs]; shapes are checked only with AOTI_RUNTIME_CHECK_INPUTS=1",
@@ -162,18 +161,7 @@ def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], t
     except Exception as exc:
         raise RobotrlError(f"cannot write the .onnx: {_first_line(exc)}; export without it with --format pt,pt2") \
             from None
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
-    return lambda obs: torch.as_tensor(session.run(None, {name: obs.numpy()})[0])
-
-
-def onnx_session(path: Path) -> Any:
-    """An ONNX Runtime CPU session on one intra-op and one inter-op thread (how a robot runs batch 1)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ONNXPolicy(path)
 
 
 WRITERS = {"pt": write_pt, "pt2": write_pt2, "onnx": write_onnx}  # format -> write the file, return its forward

@@ -24,7 +24,7 @@ import torch
 from robotrl._version import __version__
 from robotrl.algos import AlgoSpec, get_algo
 from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
-from robotrl.config import EVAL_SEED_OFFSET, LoopConfig, RobotrlError, split_run_config, to_dict
+from robotrl.config import EVAL_SEED_OFFSET, LoopConfig, RobotrlError, check_seed, split_run_config, to_dict
 from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state, task_source
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
@@ -85,6 +85,7 @@ def run_values(card: TaskCard | None, algo: str, overrides: dict[str, Any]) -> d
 
 def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str, Any] | None = None,
               run_dir: str | Path | None = None) -> Run:
+    check_seed(seed)
     spec = get_algo(algo)
     card = None if isinstance(task, gym.Env) else load_card(task)
     source = f"task card '{card.name}' / --set" if card else "overrides"

@@ -61,7 +61,8 @@ def test_eval_and_export_and_eval_of_export_agree(trained):
     assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes", "returns"} and ev["episodes"] == 3
     assert len(ev["returns"]) == 3
     assert 0.0 <= ev["success_rate"] <= 1.0
-    ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--json", cwd=root))
+    ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--format", "pt,pt2,onnx", "--json",
+                           cwd=root))
     assert ex["max_abs_diff"] <= 1e-5 and (root / "policies" / "reach-ddpg.json").is_file()
     umask = os.umask(0)
     os.umask(umask)
@@ -69,9 +70,30 @@ def test_eval_and_export_and_eval_of_export_agree(trained):
     card = json.loads((root / "policies" / "reach-ddpg.json").read_text())
     assert card["train_commands"] == ["robotrl train reach --algo ddpg --steps 300 --seed 2 --out run --no-progress "
                                       "--json " + shlex.join(TINY)]
-    assert card["command"] == "robotrl export run -o policies/reach-ddpg.pt --json"
-    ev2 = last_json(robotrl("eval", "policies/reach-ddpg.pt", "--episodes", "3", "--seed", "7", "--json", cwd=root))
-    assert ev2["mean_return"] == pytest.approx(ev["mean_return"], abs=1e-3)
+    assert card["command"] == "robotrl export run -o policies/reach-ddpg.pt --format pt,pt2,onnx --json"
+    for suffix in ("pt", "pt2", "onnx"):  # every exported file evaluates like the run it came from
+        ev2 = last_json(robotrl("eval", f"policies/reach-ddpg.{suffix}", "--episodes", "3", "--seed", "7", "--json",
+                                cwd=root))
+        assert ev2["returns"] == pytest.approx(ev["returns"], abs=1e-3), suffix
+
+
+def test_exported_files_are_not_checkpoints_and_cards_are_not_policies(trained):
+    root, _ = trained
+    if not (root / "policies" / "reach-ddpg.pt").is_file():
+        last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--format", "pt", "--json", cwd=root))
+    _assert_one_line_error(robotrl("export", "policies/reach-ddpg.pt", "-o", "again.pt", cwd=root),
+                           "reach-ddpg.pt is an exported policy", "run directory")
+    _assert_one_line_error(robotrl("train", "--resume", "policies", cwd=root), "policies", "run directory")
+    _assert_one_line_error(robotrl("eval", "policies/reach-ddpg.json", cwd=root), "card", "reach-ddpg.pt")
+    assert not (root / "again.pt").exists()
+
+
+def test_negative_seeds_are_refused(trained, tmp_path):
+    root, _ = trained
+    _assert_one_line_error(robotrl("train", "reach", "--seed", "-1", "--steps", "10", "--out", "r", cwd=tmp_path),
+                           "seed must be a non-negative integer, got -1")
+    _assert_one_line_error(robotrl("eval", "run", "--seed", "-3", cwd=root), "seed must be a non-negative integer")
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_continues_to_the_new_total(trained, tmp_path):

@@ -58,3 +58,15 @@ def test_every_config_field_has_a_docstring():
     for cls in (LoopConfig, *(spec.config_cls for spec in ALGOS.values())):
         missing = {f.name for f in fields(cls)} - _documented_fields(cls)
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_seeds_must_be_non_negative_integers():
+    import numpy as np
+
+    from robotrl.config import check_seed
+
+    for ok in (0, 7, np.int64(3), 2**40):
+        check_seed(ok)
+    for bad in (-1, 1.5, "3", None):
+        with pytest.raises(RobotrlError, match="seed must be a non-negative integer"):
+            check_seed(bad)

@@ -28,8 +28,9 @@ import torch
 from robotrl import make_env
 from robotrl.algos import ALGOS
 from robotrl.checkpoint import load_checkpoint
-from robotrl.evaluate import policy_from_checkpoint
-from robotrl.export import onnx_session, reference_observations
+from robotrl.config import RobotrlError
+from robotrl.evaluate import onnx_session, policy_from_checkpoint
+from robotrl.export import reference_observations
 from robotrl.loop import build_run, run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +85,8 @@ def load_onnx(policy: Path) -> Callable[[torch.Tensor], torch.Tensor] | str:
         return f"no {path.name}"
     try:
         session = onnx_session(path)
-    except ImportError:
-        return "onnxruntime not installed (pip install 'robotrl[onnx]')"
+    except RobotrlError as exc:  # onnxruntime not installed, or an unreadable file
+        return str(exc)
     feeds = {}
 
     def forward(obs: torch.Tensor) -> list:  # obs.numpy() is a zero-copy view
