@@ -11,6 +11,7 @@ import dataclasses
 import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args, get_origin
 
@@ -119,6 +120,43 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} for {key}")
 
 
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f"at least {low:g}"
+
+
+_POSITIVE = ((lambda v: v > 0), "positive")
+_UNIT = ((lambda v: 0.0 <= v <= 1.0), "in [0, 1]")
+_WIDTHS = ((lambda v: all(w >= 1 for w in v)), "a list of positive layer widths")
+# Allowed values of numeric keys (keys are flat and unique across LoopConfig and every algorithm's config).
+LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "total_steps": _at_least(1), "warmup_steps": _at_least(0), "warmup_noise": _at_least(0), "batch_size": _at_least(1),
+    "buffer_size": _at_least(1), "updates_per_step": _POSITIVE, "eval_every": _at_least(0),
+    "eval_episodes": _at_least(1), "checkpoint_every": _at_least(0), "torch_threads": _at_least(1),
+    "gamma": _UNIT, "tau": _UNIT, "actor_lr": _POSITIVE, "critic_lr": _POSITIVE, "lr": _POSITIVE,
+    "alpha_lr": _POSITIVE, "init_alpha": _POSITIVE, "actor_hidden": _WIDTHS, "critic_hidden": _WIDTHS,
+    "hidden": _WIDTHS, "noise_sigma": _at_least(0), "ou_theta": _at_least(0), "ou_dt": _POSITIVE,
+    "critic_weight_decay": _at_least(0), "lag_every": _at_least(1), "cem_samples": _at_least(1),
+    "cem_elites": _at_least(1), "cem_iterations": _at_least(1), "epsilon": _UNIT, "policy_delay": _at_least(1),
+    "target_noise": _at_least(0), "target_noise_clip": _at_least(0),
+}
+
+
+def check_device(device: str) -> None:
+    """A torch device string that names a device this machine has (checked when training, not when a checkpoint
+    trained elsewhere is loaded for evaluation or export, which run on the CPU)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RobotrlError(f"config key 'device' must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") \
+            from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise RobotrlError(f"config key 'device' is {device!r}, but this torch has no usable CUDA device; use 'cpu'")
+    if parsed.type not in ("cpu", "cuda"):
+        raise RobotrlError(f"config key 'device' must be 'cpu' or 'cuda[:N]', got {device!r}")
+
+
 def field_names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
@@ -132,6 +170,8 @@ def build(cls: type, values: dict[str, Any], source: str) -> Any:
         if key not in hints:
             raise RobotrlError(f"unknown config key '{key}' in {source}; valid keys: {', '.join(known)}")
         kwargs[key] = _coerce(value, hints[key], key)
+        if key in LIMITS and kwargs[key] is not None and not LIMITS[key][0](kwargs[key]):
+            raise RobotrlError(f"config key '{key}' must be {LIMITS[key][1]}, got {value!r}")
     return cls(**kwargs)
 
 
@@ -159,6 +199,9 @@ def split_run_config(algo_cls: type, values: dict[str, Any], source: str) -> tup
         raise RobotrlError(f"unknown config key '{unknown[0]}' in {source}; valid keys: {valid}")
     loop = build(LoopConfig, {k: v for k, v in values.items() if k in loop_keys}, source)
     algo = build(algo_cls, {k: v for k, v in values.items() if k in algo_keys}, source)
+    if getattr(algo, "cem_elites", 0) > getattr(algo, "cem_samples", 0):
+        raise RobotrlError(f"config key 'cem_elites' ({algo.cem_elites}) must not exceed cem_samples "
+                           f"({algo.cem_samples})")
     return loop, algo
 
 

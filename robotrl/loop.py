@@ -24,7 +24,15 @@ import torch
 from robotrl._version import __version__
 from robotrl.algos import AlgoSpec, get_algo
 from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
-from robotrl.config import EVAL_SEED_OFFSET, LoopConfig, RobotrlError, check_seed, split_run_config, to_dict
+from robotrl.config import (
+    EVAL_SEED_OFFSET,
+    LoopConfig,
+    RobotrlError,
+    check_device,
+    check_seed,
+    split_run_config,
+    to_dict,
+)
 from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state, task_source
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
@@ -90,6 +98,7 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     card = None if isinstance(task, gym.Env) else load_card(task)
     source = f"task card '{card.name}' / --set" if card else "overrides"
     loop_cfg, algo_cfg = split_run_config(spec.config_cls, run_values(card, algo, overrides or {}), source)
+    check_device(loop_cfg.device)
     torch.set_num_threads(loop_cfg.torch_threads)
     if isinstance(task, gym.Env):
         env = make_env(task)
@@ -212,7 +221,10 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
     if steps < run.step:
         raise RobotrlError(f"--steps {steps} is below the run's current step {run.step}")
     if run.run_dir is not None:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RobotrlError(f"cannot create the run directory {run.run_dir}: {exc.strerror}") from None
         _write_run_config(run)
     logger = _Logger(run)
     if run.obs is None:

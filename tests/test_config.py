@@ -24,9 +24,17 @@ def test_split_builds_both_configs_with_types():
     ({"normalize_obs": 1}, "'normalize_obs' must be bool"),
     ({"noise": "pink"}, "'noise' must be one of 'ou', 'gaussian', 'none'"),
     ({"actor_hidden": 64}, "'actor_hidden' must be list of int"),
+    ({"batch_size": 0}, "'batch_size' must be at least 1, got 0"),
+    ({"tau": 1.5}, r"'tau' must be in \[0, 1\], got 1.5"),
+    ({"gamma": -0.1}, r"'gamma' must be in \[0, 1\]"),
+    ({"actor_lr": 0}, "'actor_lr' must be positive, got 0"),
+    ({"updates_per_step": -1}, "'updates_per_step' must be positive"),
+    ({"torch_threads": 0}, "'torch_threads' must be at least 1"),
+    ({"critic_hidden": [64, 0]}, "'critic_hidden' must be a list of positive layer widths"),
+    ({"noise_sigma": -0.2}, "'noise_sigma' must be at least 0"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(values, message):
-    with pytest.raises(RobotrlError, match=message.replace("(", r"\(")):
+    with pytest.raises(RobotrlError, match=message):
         split_run_config(DDPGConfig, values, "test")
 
 
@@ -70,3 +78,26 @@ def test_seeds_must_be_non_negative_integers():
     for bad in (-1, 1.5, "3", None):
         with pytest.raises(RobotrlError, match="seed must be a non-negative integer"):
             check_seed(bad)
+
+
+def test_cem_elites_cannot_exceed_samples():
+    from robotrl.algos.qtopt import QTOptConfig
+
+    with pytest.raises(RobotrlError, match=r"'cem_elites' \(65\) must not exceed cem_samples \(64\)"):
+        split_run_config(QTOptConfig, {"cem_elites": 65}, "test")
+
+
+def test_training_device_must_exist_here():
+    import torch
+
+    from robotrl.config import check_device
+
+    check_device("cpu")
+    for device, message in [("banana", "must be a torch device"), ("meta", "must be 'cpu' or 'cuda")]:
+        with pytest.raises(RobotrlError, match=message):
+            check_device(device)
+    if torch.cuda.is_available():
+        check_device("cuda:0")
+    else:
+        with pytest.raises(RobotrlError, match="'cuda:0', but this torch has no usable CUDA device; use 'cpu'"):
+            check_device("cuda:0")
