@@ -106,6 +106,12 @@ class LoadedPolicy:
         self.module, self.card = module, card
 
     def __call__(self, obs: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        width = self.card.get("observation_shape", [None])[0]
+        # The exported module raises on a wrong width as well, but from TorchScript, AOTInductor or ONNX Runtime
+        # each in its own multi-line words; one plain ValueError here says it the same way for every format.
+        shape = tuple(obs.shape) if isinstance(obs, torch.Tensor) else np.shape(obs)
+        if width is not None and (len(shape) not in (1, 2) or shape[-1] != width):
+            raise ValueError(f"expected observation of shape [{width}] or [batch, {width}], got {list(shape)}")
         with torch.no_grad():
             if isinstance(obs, torch.Tensor):
                 return self.module(obs)

@@ -30,6 +30,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     A crash mid-write leaves the previous file intact.
     """
     path = Path(path)
+    if path.is_dir():
+        raise RobotrlError(f"cannot save to {path}: it is a directory; give a file name, e.g. {path / 'agent.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

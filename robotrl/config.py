@@ -217,11 +217,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def check_seed(seed: int) -> None:
-    """Seeds reach numpy, gymnasium and torch, which take non-negative integers only."""
+def check_seed(seed: int) -> int:
+    """`seed` as a Python int (numpy integers included): numpy, gymnasium and torch take non-negative ints only."""
     try:
-        valid = operator.index(seed) >= 0
+        value = operator.index(seed)
     except TypeError:
-        valid = False
-    if not valid:
+        value = -1
+    if value < 0:
         raise RobotrlError(f"seed must be a non-negative integer, got {seed!r}")
+    return value

@@ -63,7 +63,7 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
     Episode i is reset with seed + i, so the same seed gives the same initial states for any policy.
     Success is judged on the last step's info['is_success'].
     """
-    check_seed(seed)
+    seed = check_seed(seed)
     returns, successes = [], []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)

@@ -93,7 +93,7 @@ def run_values(card: TaskCard | None, algo: str, overrides: dict[str, Any]) -> d
 
 def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str, Any] | None = None,
               run_dir: str | Path | None = None) -> Run:
-    check_seed(seed)
+    seed = check_seed(seed)
     spec = get_algo(algo)
     card = None if isinstance(task, gym.Env) else load_card(task)
     source = f"task card '{card.name}' / --set" if card else "overrides"

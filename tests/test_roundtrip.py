@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from robotrl import DDPG, NAF, SAC, TD3, QTOpt, load_policy
+from robotrl import DDPG, NAF, SAC, TD3, QTOpt, RobotrlError, load_policy
 from robotrl.loop import build_run, load_run, save_run, train
 
 SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
@@ -215,8 +215,6 @@ def test_exported_policy_guards_shape_and_non_finite_input(tmp_path):
 def test_a_format_that_cannot_be_written_leaves_every_file_as_it_was(tmp_path, monkeypatch):
     import torch._inductor
 
-    from robotrl.config import RobotrlError
-
     agent = DDPG("pendulum", seed=0, **SMALL).learn(200)
     out = tmp_path / "p.pt"
     previous = {out: b"previous pt", out.with_suffix(".json"): b"previous card"}
@@ -288,3 +286,30 @@ def test_deployed_normalisation_keeps_precision_for_near_constant_observations()
     with torch.no_grad():
         for policy in (deployed, script_policy(deployed)):
             np.testing.assert_allclose(policy(obs).numpy(), reference, atol=1e-6, rtol=0)
+
+
+def test_load_policy_reports_a_wrong_width_the_same_way_for_every_format():
+    """The shipped reach policy in all three formats: equal actions, and one plain ValueError for a wrong width."""
+    from pathlib import Path
+
+    policies = Path(__file__).resolve().parents[1] / "policies"
+    obs = _observations("reach", n=16)
+    actions = {}
+    for suffix in ("pt", "pt2", "onnx"):
+        policy = load_policy(policies / f"reach-sac.{suffix}")
+        actions[suffix] = policy(obs)
+        assert policy(obs[0]).shape == (2,)
+        with pytest.raises(ValueError, match=r"^expected observation of shape \[10\] or \[batch, 10\], got \[7\]$"):
+            policy(np.zeros(7, dtype=np.float32))
+        with pytest.raises(ValueError, match=r"got \[2, 3, 10\]"):
+            policy(torch.zeros(2, 3, 10))
+    np.testing.assert_allclose(actions["pt2"], actions["pt"], atol=1e-5)
+    np.testing.assert_allclose(actions["onnx"], actions["pt"], atol=1e-5)
+
+
+def test_saving_onto_a_directory_or_with_a_numpy_seed(tmp_path):
+    agent = SAC("reach", seed=np.int64(3), **SMALL)  # numpy integers are seeds too
+    assert agent.run.seed == 3 and type(agent.run.seed) is int
+    with pytest.raises(RobotrlError, match="is a directory; give a file name"):
+        agent.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
