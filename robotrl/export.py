@@ -173,7 +173,10 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
     if out.suffix != ".pt":
         raise RobotrlError(f"export path must end in .pt, got {out}")
     formats = parse_formats(formats)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RobotrlError(f"cannot write {out}: cannot create the folder {out.parent} ({exc.strerror})") from None
     observations = reference_observations(policy, env)
     with torch.no_grad():
         expected = policy(observations)

@@ -126,7 +126,7 @@ def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int,
     env = make_env(task_source(meta["task"]), normalize_actions=False, render_mode="rgb_array", render_size=size)
     recorder = None
     try:
-        fps = fps or int(env.metadata.get("render_fps", 30))
+        fps = int(env.metadata.get("render_fps", 30)) if fps is None else fps
         if fps <= 0:
             raise RobotrlError(f"--fps must be positive, got {fps}")
         recorder = VideoRecorder(path, episodes, fps)

@@ -85,6 +85,9 @@ def test_exported_files_are_not_checkpoints_and_cards_are_not_policies(trained):
                            "reach-ddpg.pt is an exported policy", "run directory")
     _assert_one_line_error(robotrl("train", "--resume", "policies", cwd=root), "policies", "run directory")
     _assert_one_line_error(robotrl("eval", "policies/reach-ddpg.json", cwd=root), "card", "reach-ddpg.pt")
+    (root / "a_file").write_text("")
+    _assert_one_line_error(robotrl("export", "run", "-o", "a_file/p.pt", "--format", "pt", cwd=root),
+                           "cannot create the folder a_file")
     assert not (root / "again.pt").exists()
 
 

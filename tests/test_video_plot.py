@@ -67,7 +67,8 @@ def test_video_errors_are_one_line_and_write_nothing(reach_run, tmp_path):
     one_line_error(robotrl("eval", "run", "--video", str(tmp_path / "missing" / "v.mp4"), cwd=root), "missing")
     one_line_error(robotrl("eval", "run", "--video", "v.mp4", "--size", "95x64", cwd=root), "even")
     one_line_error(robotrl("eval", "run", "--video", "v.mp4", "--size", "big", cwd=root), "WIDTHxHEIGHT")
-    assert not (root / "clip.avi").exists() and not (root / "v.mp4").exists()
+    one_line_error(robotrl("eval", "run", "--video", "v.gif", "--fps", "0", cwd=root), "--fps must be positive")
+    assert not (root / "clip.avi").exists() and not (root / "v.mp4").exists() and not (root / "v.gif").exists()
     assert not list(root.glob(".*.part*"))
 
 
