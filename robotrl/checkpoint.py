@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from robotrl.config import RobotrlError
+from robotrl.config import RobotrlError, first_line
 
 FORMAT = "robotrl-checkpoint"
 FORMAT_VERSION = 1
@@ -79,9 +79,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle a user's file is a corrupt/foreign file, not a bug
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RobotrlError(f"{path} is not a readable robotrl checkpoint (corrupt or truncated?): "
-                           f"{first[:160]}") from None
+                           f"{first_line(exc)}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RobotrlError(f"{path} is not a robotrl checkpoint (foreign file: no '{FORMAT}' marker)")
     version = data.get("format_version")
@@ -98,5 +97,5 @@ def restore_agent(agent: Any, normalizer: torch.nn.Module, ckpt: dict[str, Any],
         normalizer.load_state_dict(ckpt["normalizer"])
     except (KeyError, RuntimeError) as exc:
         raise RobotrlError(f"{path}: checkpoint does not match {ckpt['algo']} on {ckpt['task']}: "
-                           f"{str(exc).splitlines()[0][:160]}") from None
+                           f"{first_line(exc)}") from None
 

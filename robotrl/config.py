@@ -25,6 +25,13 @@ class RobotrlError(Exception):
     """A user mistake (bad config, path, task, checkpoint). The CLI prints it as one line."""
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's first message line, cut to `limit` characters (its type name when it has no message): how a
+    library's multi-line error is quoted inside a one-line RobotrlError."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 @dataclass
 class LoopConfig:
     """Settings of the one off-policy training loop, shared by every algorithm."""

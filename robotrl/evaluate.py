@@ -16,7 +16,7 @@ from torch import nn
 
 from robotrl.algos import get_algo
 from robotrl.checkpoint import is_aoti_package, is_torchscript, load_checkpoint, restore_agent
-from robotrl.config import RobotrlError, check_seed, split_run_config
+from robotrl.config import RobotrlError, check_seed, first_line, split_run_config
 from robotrl.envs import make_env, task_source
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 
@@ -149,8 +149,7 @@ def onnx_session(path: Path) -> Any:
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime's own parse / load error, one line
-        raise RobotrlError(f"{path} is not a loadable ONNX policy: {str(exc).strip().splitlines()[0][:160]}") \
-            from None
+        raise RobotrlError(f"{path} is not a loadable ONNX policy: {first_line(exc)}") from None
 
 
 class ONNXPolicy(nn.Module):
@@ -187,8 +186,7 @@ def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         try:
             module = torch.jit.load(str(path), map_location="cpu") if kind == "TorchScript" else AOTIPolicy(path)
         except RuntimeError as exc:
-            raise RobotrlError(f"{path} is not a loadable {kind} policy: {str(exc).splitlines()[0][:160]}") \
-                from None
+            raise RobotrlError(f"{path} is not a loadable {kind} policy: {first_line(exc)}") from None
         return module, json.loads(card_path.read_text())
     ckpt = load_checkpoint(path)
     return policy_from_checkpoint(ckpt, path), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"]}

@@ -34,7 +34,7 @@ import torch
 
 from robotrl._version import __version__
 from robotrl.checkpoint import give_default_file_mode, load_checkpoint
-from robotrl.config import RobotrlError
+from robotrl.config import RobotrlError, first_line
 from robotrl.envs import make_env, task_source
 from robotrl.evaluate import ONNX_HINT, ONNXPolicy, policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
@@ -137,13 +137,8 @@ def write_pt2(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], to
                                                      inductor_configs={"aot_inductor.check_lowerbound": False})
     except Exception as exc:  # the exporter's or compiler's own message, one line; typical cause: no C++ compiler
         raise RobotrlError(f"cannot write the .pt2 (torch.export + AOTInductor, which needs a C++ compiler such as "
-                           f"g++): {_first_line(exc)}; export without it with --format pt") from None
+                           f"g++): {first_line(exc, 200)}; export without it with --format pt") from None
     return torch._inductor.aoti_load_package(str(path))
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -159,7 +154,7 @@ def write_onnx(policy: DeployedPolicy, path: Path) -> Callable[[torch.Tensor], t
             program = torch.onnx.export(policy.eval(), args, dynamic_shapes=dynamic, dynamo=True, verbose=False)
             program.save(str(path))
     except Exception as exc:
-        raise RobotrlError(f"cannot write the .onnx: {_first_line(exc)}; export without it with --format pt,pt2") \
+        raise RobotrlError(f"cannot write the .onnx: {first_line(exc, 200)}; export without it with --format pt,pt2") \
             from None
     return ONNXPolicy(path)
 

@@ -30,6 +30,7 @@ from robotrl.config import (
     RobotrlError,
     check_device,
     check_seed,
+    first_line,
     split_run_config,
     to_dict,
 )
@@ -396,6 +397,5 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
         try:
             run.buffer.load_state_dict(torch.load(replay, map_location="cpu", weights_only=True))
         except Exception as exc:
-            raise RobotrlError(f"{replay} is not a readable replay buffer: {str(exc).splitlines()[0][:160]}") \
-                from None
+            raise RobotrlError(f"{replay} is not a readable replay buffer: {first_line(exc)}") from None
     return run
