@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.config import EVAL_SEED_OFFSET, RobotrlError
+from robotrl.config import RobotrlError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run directory, checkpoint or exported .pt")
     e.add_argument("path")
     e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET,
-                   help=f"episode i resets with SEED + i (default {EVAL_SEED_OFFSET}: the held-out seeds of "
-                        "training's own evaluations, never a training episode's)")
+    e.add_argument("--seed", type=int, default=None,
+                   help="episode i resets with SEED + i (default: the policy's report block, derived from its "
+                        "training seed: episodes no periodic evaluation or keep_best has seen)")
     e.add_argument("--video", metavar="FILE", help="also film the episodes to FILE.mp4 or FILE.gif")
     e.add_argument("--fps", type=int, help="video frame rate (default: the task's real time)")
     e.add_argument("--size", default="480x480", help="video WIDTHxHEIGHT (default 480x480)")
@@ -123,18 +123,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if args.episodes <= 0:
         raise RobotrlError(f"--episodes must be positive, got {args.episodes}")
+    notes: list[str] = []
     if args.video:
         from robotrl.config import parse_size
         from robotrl.video import record_evaluation
 
         r, frames = record_evaluation(args.path, args.video, args.episodes, args.seed, args.fps,
-                                      parse_size(args.size))
+                                      parse_size(args.size), notes=notes)
     else:
-        r, frames = evaluate_path(args.path, episodes=args.episodes, seed=args.seed), 0
+        r, frames = evaluate_path(args.path, episodes=args.episodes, seed=args.seed, notes=notes), 0
+    for note in notes:
+        print(f"robotrl: note: {note}", file=sys.stderr)
     result = {"mean_return": r.mean_return, "std_return": r.std_return, "success_rate": r.success_rate,
-              "episodes": r.episodes, "returns": r.returns}
+              "episodes": r.episodes, "returns": r.returns, "seed": r.seed,
+              "block": "report" if args.seed is None else "user seed"}
     lines = [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
-             f"{r.episodes} episodes, success {_fmt_success(r.success_rate)}"]
+             f"{r.episodes} episodes, success {_fmt_success(r.success_rate)} "
+             f"({'report block' if args.seed is None else 'seeds'} {r.seed}+i)"]
     if args.video:
         result.update(video=str(args.video), frames=frames)
         lines.append(f"video: {args.video} ({frames} frames)")

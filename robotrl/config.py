@@ -17,8 +17,34 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-EVAL_SEED_OFFSET = 1_000_000
-"""Evaluation episode i of a run with seed S resets with S + EVAL_SEED_OFFSET + i: never a training reset seed."""
+LEGACY_EVAL_SEED_OFFSET = 1_000_000
+"""Before evaluation protocol 2, every evaluation of a run with seed S reset episode i with S + 1_000_000 + i."""
+EVAL_PROTOCOL = 2
+"""Protocol 2: each run evaluates on two disjoint seed blocks derived from its training seed (eval_seed_base)."""
+EVAL_BLOCK_EPISODES = 1 << 20
+"""Episodes per evaluation seed block: block k holds the reset seeds k * EVAL_BLOCK_EPISODES + i."""
+EVAL_BLOCKS = ("selection", "report")
+"""selection: periodic evaluations and keep_best (anything that chooses); report: the figures a run states
+(train's result, the export card, `robotrl eval`'s default), never seen by any choice."""
+
+
+def eval_seed_base(train_seed: int, block: str) -> int:
+    """The first reset seed of a run's `block` ("selection" or "report"): episode i resets with base + i.
+
+    numpy's SeedSequence turns the training seed into two distinct block numbers in [2^12, 2^32 + 2^12), so the
+    blocks start at or above 2^32 (no training reset seed, which is the run's seed, falls inside one), the two
+    blocks of a run never overlap, and different training seeds evaluate on different states (two seeds share a
+    block with probability about 2^-31)."""
+    import numpy as np
+
+    if block not in EVAL_BLOCKS:
+        raise ValueError(f"evaluation block must be one of {EVAL_BLOCKS}, got {block!r}")
+    words = np.random.SeedSequence(check_seed(train_seed), spawn_key=(EVAL_PROTOCOL,)).generate_state(2)
+    selection, report = int(words[0]), int(words[1])
+    if report == selection:
+        report ^= 1
+    number = selection if block == "selection" else report
+    return ((1 << 12) + number) * EVAL_BLOCK_EPISODES
 
 
 class RobotrlError(Exception):
@@ -60,8 +86,9 @@ class LoopConfig:
     normalize_obs: bool = True
     """Keep a running mean/std of observations; it is frozen into exported policies."""
     keep_best: bool = False
-    """Deploy (evaluate, export) the policy of the best periodic evaluation instead of the last one, as SB3's
-    EvalCallback best_model; training itself continues from the latest weights."""
+    """Deploy (evaluate, export) the policy of the best periodic evaluation (selection block, on the eval_every
+    grid) instead of the last one, as SB3's EvalCallback best_model; training itself continues from the latest
+    weights. The figures a run reports come from the disjoint report block."""
     torch_threads: int = 1
     """CPU threads for torch; small MLPs run fastest on one thread."""
     device: str = "cpu"

@@ -16,7 +16,15 @@ from torch import nn
 
 from robotrl.algos import get_algo
 from robotrl.checkpoint import is_aoti_package, is_torchscript, load_checkpoint, restore_agent
-from robotrl.config import RobotrlError, check_seed, first_line, split_run_config
+from robotrl.config import (
+    EVAL_PROTOCOL,
+    LEGACY_EVAL_SEED_OFFSET,
+    RobotrlError,
+    check_seed,
+    eval_seed_base,
+    first_line,
+    split_run_config,
+)
 from robotrl.envs import make_env, task_source
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 
@@ -28,6 +36,8 @@ class EvalResult:
     success_rate: float  # NaN when the task defines no success criterion
     episodes: int
     returns: list[float]
+    seed: int | None = None  # episode i was reset with seed + i
+    block: str | None = None  # the run's evaluation block it used ("selection" or "report"), if any
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values; NaN success rate (no criterion) becomes None so JSON stays strict."""
@@ -84,7 +94,7 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
             successes.append(float(info["is_success"]))
     return EvalResult(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
                       success_rate=float(np.mean(successes)) if successes else math.nan,
-                      episodes=episodes, returns=returns)
+                      episodes=episodes, returns=returns, seed=seed)
 
 
 def policy_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint") -> DeployedPolicy:
@@ -189,13 +199,39 @@ def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             raise RobotrlError(f"{path} is not a loadable {kind} policy: {first_line(exc)}") from None
         return module, json.loads(card_path.read_text())
     ckpt = load_checkpoint(path)
-    return policy_from_checkpoint(ckpt, path), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"]}
+    return policy_from_checkpoint(ckpt, path), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"],
+                                                "seed": ckpt["seed"], "eval_protocol": ckpt.get("eval_protocol")}
 
 
-def evaluate_path(path: str | Path, episodes: int = 10, seed: int = 0) -> EvalResult:
+def default_eval_seed(meta: dict[str, Any], source: str | Path) -> tuple[int, str | None]:
+    """The first reset seed `robotrl eval` uses by default: the report block of the policy's training seed (from the
+    checkpoint or the export card), which no selection (periodic evaluation, keep_best) has seen. The second value
+    is a one-line note for a policy that predates the protocol (its training evaluations used other seeds)."""
+    train_seed = meta.get("seed")
+    if train_seed is None:
+        raise RobotrlError(f"{source} records no training seed, so its report episodes are unknown; pass --seed S")
+    note = None
+    if meta.get("eval_protocol") is None:
+        note = (f"{source} predates evaluation protocol {EVAL_PROTOCOL}: its training evaluations (and keep_best) "
+                f"used reset seeds {LEGACY_EVAL_SEED_OFFSET + train_seed}+i; evaluating on its report block instead")
+    return eval_seed_base(train_seed, "report"), note
+
+
+def evaluate_path(path: str | Path, episodes: int = 10, seed: int | None = None,
+                  notes: list[str] | None = None) -> EvalResult:
+    """Evaluate a run, checkpoint or exported policy; `seed` None means the policy's report block (see
+    default_eval_seed), whose note, if any, is appended to `notes`."""
     policy, meta = load_policy_file(path)
+    block = None
+    if seed is None:
+        seed, note = default_eval_seed(meta, path)
+        block = "report"
+        if note is not None and notes is not None:
+            notes.append(note)
     env = make_env(task_source(meta["task"]), normalize_actions=False)
     try:
-        return run_episodes(policy, env, episodes, seed)
+        result = run_episodes(policy, env, episodes, seed)
     finally:
         env.close()
+    result.block = block
+    return result

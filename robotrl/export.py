@@ -209,6 +209,16 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
     return ExportResult(str(out), str(card_path), diffs["pt"], int(observations.shape[0]), files, diffs)
 
 
+def card_evaluation(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The figure a card states: the deployed policy on the run's report block (protocol 2). A checkpoint from
+    before the protocol has only its last training evaluation, labelled as such."""
+    if ckpt.get("report") is not None:
+        return {**ckpt["report"], "block": "report"}
+    if ckpt.get("eval") is not None:
+        return {**ckpt["eval"], "block": "selection (predates evaluation protocol 2: seen by keep_best)"}
+    return None
+
+
 def export_checkpoint(path: str | Path, out: str | Path, command: str | None = None,
                       formats: str | Sequence[str] = DEFAULT_FORMATS) -> ExportResult:
     """Export a run directory or checkpoint file to `out` (.pt), the other `formats` beside it, and its card."""
@@ -224,7 +234,8 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "frame_skip": getattr(env.unwrapped, "frame_skip", None),
         "observation_shape": [ckpt["obs_dim"]], "action_shape": [ckpt["action_dim"]],
         "action_low": ckpt["action_low"].tolist(), "action_high": ckpt["action_high"].tolist(),
-        "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": ckpt.get("eval"),
+        "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": card_evaluation(ckpt),
+        "eval_protocol": ckpt.get("eval_protocol"),
         "policy_step": ckpt["best"]["step"] if ckpt.get("best") else ckpt["step"],
         "source_checkpoint": str(ckpt_path), "robotrl_version": __version__, "torch_version": torch.__version__,
         "input": FORMAT_INPUTS["pt"],

@@ -25,11 +25,12 @@ from robotrl._version import __version__
 from robotrl.algos import AlgoSpec, get_algo
 from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
 from robotrl.config import (
-    EVAL_SEED_OFFSET,
+    EVAL_PROTOCOL,
     LoopConfig,
     RobotrlError,
     check_device,
     check_seed,
+    eval_seed_base,
     first_line,
     split_run_config,
     to_dict,
@@ -39,8 +40,41 @@ from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 from robotrl.replay import ReplayBuffer
 
-CSV_BASE_COLUMNS = ["step", "episodes", "time_s", "steps_per_s", "recent_return",
+CSV_BASE_COLUMNS = ["step", "episodes", "time_s", "steps_per_s", "recent_return", "eval_block",
                     "eval_mean_return", "eval_std_return", "eval_success_rate"]
+REPORT_COLUMNS = ["report_mean_return", "report_std_return", "report_success_rate"]
+
+
+class MetricSums:
+    """Running sum and count per metric key between two log rows: memory stays flat however many updates run
+    between evaluations, and adding a 0-dim tensor to the sum never waits on a host sync."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():  # an algorithm may report a key on some updates only (TD3's actor loss)
+            v = torch.as_tensor(v).detach()
+            if k in self.sums:
+                self.sums[k].add_(v)
+                self.counts[k] += 1
+            else:
+                self.sums[k], self.counts[k] = v.to(torch.float64, copy=True), 1
+
+    def means(self) -> dict[str, float]:
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, sd: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        self.sums = {k: v.to(device) for k, v in sd["sums"].items()}
+        self.counts = dict(sd["counts"])
 
 
 @dataclass
@@ -65,12 +99,14 @@ class Run:
     episode_len: int = 0
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
-    last_eval: EvalResult | None = None
+    last_eval: EvalResult | None = None  # the latest selection-block evaluation (periodic, keep_best)
+    report: EvalResult | None = None  # the deployed policy on the report block, at the end of the last train()
     elapsed_s: float = 0.0
     progress_rows: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # keep_best: {"step", "eval", "policy", "normalizer"} snapshot
     commands: list[str] = field(default_factory=list)  # the CLI commands that trained this run, in order
     script: Any = None  # warmup_policy "scripted": the task's scripted policy (raw obs -> action in [-1, 1])
+    metrics: MetricSums = field(default_factory=MetricSums)  # the updates' metrics since the last log row
 
     @property
     def obs_dim(self) -> int:
@@ -146,9 +182,13 @@ def run_policy(run: Run, current: bool = False) -> DeployedPolicy:
     return deployed_policy(policy, normalizer, low, high)
 
 
-def evaluate_run(run: Run, episodes: int | None = None, current: bool = False) -> EvalResult:
+def evaluate_run(run: Run, episodes: int | None = None, current: bool = False, block: str = "report") -> EvalResult:
+    """The deployed (or, with `current`, the latest) policy on one of the run's evaluation seed blocks. Periodic
+    evaluations and keep_best use "selection"; every figure the run reports uses "report"."""
     n = episodes if episodes is not None else run.loop_cfg.eval_episodes
-    return run_episodes(run_policy(run, current), run.eval_env, n, seed=run.seed + EVAL_SEED_OFFSET)
+    result = run_episodes(run_policy(run, current), run.eval_env, n, seed=eval_seed_base(run.seed, block))
+    result.block = block
+    return result
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -157,8 +197,12 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _keep_if_best(run: Run, result: EvalResult) -> None:
     """keep_best: snapshot the current policy when it evaluates at least as well as the best so far (ties go
-    to the later, longer-trained policy)."""
-    if run.loop_cfg.keep_best and (run.best is None or result.mean_return >= run.best["eval"]["mean_return"]):
+    to the later, longer-trained policy). Candidates are the evaluations on the eval_every grid (a closing one
+    off the grid is logged, not kept), so a run trained in two calls keeps what one call to the same total keeps."""
+    cfg = run.loop_cfg
+    if cfg.eval_every > 0 and run.step % cfg.eval_every != 0:
+        return
+    if cfg.keep_best and (run.best is None or result.mean_return >= run.best["eval"]["mean_return"]):
         run.best = {"step": run.step, "eval": result.as_dict(), "policy": _snapshot(run.agent.policy()),
                     "normalizer": _snapshot(run.normalizer)}
 
@@ -195,6 +239,8 @@ class _Logger:
         if run.run_dir is None:
             return
         columns = list(CSV_BASE_COLUMNS)
+        if any(REPORT_COLUMNS[0] in r for r in run.progress_rows):
+            columns += REPORT_COLUMNS
         for r in run.progress_rows:
             columns += [k for k in r if k not in columns]
         buf = io.StringIO()
@@ -230,9 +276,6 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
     logger = _Logger(run)
     if run.obs is None:
         _start_episode(run)
-    # Per key (an algorithm may report a metric on some updates only): the updates' 0-dim tensors, reduced
-    # at logging time so no update waits on a host sync.
-    metrics: dict[str, list[torch.Tensor]] = {}
     t0, step0 = time.perf_counter(), run.step
     bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=f"{run.algo.name} {run.task}")
@@ -268,32 +311,29 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
                 run.update_credit -= 1.0
                 batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
                 batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
-                for k, v in run.agent.update(batch).items():
-                    metrics.setdefault(k, []).append(v)
+                run.metrics.add(run.agent.update(batch))
 
         if cfg.eval_every > 0 and run.step % cfg.eval_every == 0 and run.step < steps:
-            _log_eval(run, logger, metrics, t0, step0)
-            metrics = {}
+            _log_eval(run, logger, t0, step0)
             bar.set_postfix(ret=_recent(run), eval=f"{run.last_eval.mean_return:.1f}")
         elif run.step % 1000 == 0:
             bar.set_postfix(ret=_recent(run))
         if run.run_dir is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
             save_run(run)
     bar.close()
-    if evaluate_at_end:
-        _log_eval(run, logger, metrics, t0, step0)
-    if run.best is not None:  # report the deployed policy: the best snapshot's evaluation
-        run.last_eval = EvalResult.from_dict(run.best["eval"])
+    if evaluate_at_end:  # the last selection evaluation (a keep_best candidate), then the deployed policy's report
+        _log_eval(run, logger, t0, step0, report=True)
     logger.close()
     run.elapsed_s += time.perf_counter() - t0
     if run.run_dir is not None:
         save_run(run)
     wall = time.perf_counter() - t0
-    last = run.last_eval
+    report = run.report
     return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
-            "eval_mean_return": last.mean_return if last else math.nan,
-            "eval_std_return": last.std_return if last else math.nan,
-            "eval_success_rate": last.success_rate if last else math.nan, "wall_time_s": round(wall, 2),
+            "eval_mean_return": report.mean_return if report else math.nan,
+            "eval_std_return": report.std_return if report else math.nan,
+            "eval_success_rate": report.success_rate if report else math.nan,
+            "eval_block": "report", "eval_seed": report.seed if report else None, "wall_time_s": round(wall, 2),
             "policy_step": run.best["step"] if run.best is not None else run.step,
             "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
 
@@ -302,21 +342,29 @@ def _recent(run: Run) -> str:
     return f"{np.mean(run.recent_returns):.1f}" if run.recent_returns else "-"
 
 
-def _log_eval(run: Run, logger: _Logger, metrics: dict[str, list[torch.Tensor]], t0: float, step0: int) -> None:
+def _log_eval(run: Run, logger: _Logger, t0: float, step0: int, report: bool = False) -> None:
+    """One progress row: the current policy on the selection block (keep_best chooses from these); with `report`,
+    also the deployed policy on the report block, the figure the run states."""
     wall = time.perf_counter() - t0
-    result = evaluate_run(run, current=True)
+    result = evaluate_run(run, current=True, block="selection")
     run.last_eval = result
     _keep_if_best(run, result)
     recent = float(np.mean(run.recent_returns)) if run.recent_returns else math.nan
     row: dict[str, Any] = {
         "step": run.step, "episodes": run.episodes, "time_s": round(run.elapsed_s + wall, 2),
         "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1), "recent_return": recent,
-        "eval_mean_return": result.mean_return, "eval_std_return": result.std_return,
+        "eval_block": "selection", "eval_mean_return": result.mean_return, "eval_std_return": result.std_return,
         "eval_success_rate": result.success_rate,
     }
-    for k, values in metrics.items():
-        row[k] = float(torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in values]).mean())
-        logger.scalar(f"train/{k}", row[k], run.step)
+    if report:
+        run.report = evaluate_run(run, block="report")
+        row.update(zip(REPORT_COLUMNS, (run.report.mean_return, run.report.std_return, run.report.success_rate),
+                       strict=True))
+        logger.scalar("report/mean_return", run.report.mean_return, run.step)
+    for k, mean in run.metrics.means().items():
+        row[k] = mean
+        logger.scalar(f"train/{k}", mean, run.step)
+    run.metrics.clear()
     logger.scalar("eval/mean_return", result.mean_return, run.step)
     if not math.isnan(result.success_rate):
         logger.scalar("eval/success_rate", result.success_rate, run.step)
@@ -343,7 +391,9 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
         "action_low": torch.from_numpy(low), "action_high": torch.from_numpy(high),
         "agent": run.agent.state_dict(), "normalizer": run.normalizer.state_dict(), "step": run.step,
         "eval": run.last_eval.as_dict() if run.last_eval else None, "best": run.best,
-        "commands": run.commands,
+        "report": run.report.as_dict() if run.report else None, "commands": run.commands,
+        "eval_protocol": {"version": EVAL_PROTOCOL, "selection_seed": eval_seed_base(run.seed, "selection"),
+                          "report_seed": eval_seed_base(run.seed, "report")},
     }
     if include_loop_state:
         payload["loop_state"] = {
@@ -354,6 +404,7 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
             "torch_rng": torch.get_rng_state(), "env": get_env_state(run.env) if run.obs is not None else None,
             "elapsed_s": run.elapsed_s, "progress_rows": run.progress_rows,
             "script": run.script.state_dict() if run.script is not None else None,
+            "metrics": run.metrics.state_dict(),
         }
     return payload
 
@@ -376,6 +427,7 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
     restore_agent(run.agent, run.normalizer, ckpt, path)
     run.step = ckpt["step"]
     run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
+    run.report = EvalResult.from_dict(ckpt["report"]) if ckpt.get("report") else None
     run.best = ckpt.get("best")
     run.commands = list(ckpt.get("commands", []))
     state = ckpt.get("loop_state")
@@ -385,6 +437,8 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
         run.recent_returns.extend(state["recent_returns"])
         run.rng.bit_generator.state = state["rng"]
         run.elapsed_s, run.progress_rows = state["elapsed_s"], list(state["progress_rows"])
+        if state.get("metrics") is not None:
+            run.metrics.load_state_dict(state["metrics"], run.loop_cfg.device)
         if run.script is not None and state.get("script") is not None:
             run.script.load_state_dict(state["script"])
         if state["obs"] is not None:

@@ -112,16 +112,21 @@ class VideoRecorder(EpisodeObserver):
             self.tmp.unlink(missing_ok=True)
 
 
-def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int, seed: int,
-                      fps: int | None = None, size: tuple[int, int] = (480, 480)):
-    """Evaluate a run directory, checkpoint or exported .pt for `episodes` and film it.
+def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int, seed: int | None,
+                      fps: int | None = None, size: tuple[int, int] = (480, 480), notes: list[str] | None = None):
+    """Evaluate a run directory, checkpoint or exported .pt for `episodes` and film it (`seed` None: the policy's
+    report block, as evaluate_path).
 
     Returns (EvalResult, frames written). Nothing is left at `video` unless the whole video was written."""
     from robotrl.envs import make_env, task_source
-    from robotrl.evaluate import load_policy_file, run_episodes
+    from robotrl.evaluate import default_eval_seed, load_policy_file, run_episodes
 
     path = check_video_path(video, size)
     policy, meta = load_policy_file(policy_path)
+    if seed is None:
+        seed, note = default_eval_seed(meta, policy_path)
+        if note is not None and notes is not None:
+            notes.append(note)
     ensure_gl_backend()
     env = make_env(task_source(meta["task"]), normalize_actions=False, render_mode="rgb_array", render_size=size)
     recorder = None

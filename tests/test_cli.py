@@ -58,7 +58,8 @@ def test_train_writes_run_directory_and_json(trained):
 def test_eval_and_export_and_eval_of_export_agree(trained):
     root, _ = trained
     ev = last_json(robotrl("eval", "run", "--episodes", "3", "--seed", "7", "--json", cwd=root))
-    assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes", "returns"} and ev["episodes"] == 3
+    assert set(ev) == {"mean_return", "std_return", "success_rate", "episodes", "returns", "seed", "block"}
+    assert ev["episodes"] == 3 and ev["seed"] == 7 and ev["block"] == "user seed"
     assert len(ev["returns"]) == 3
     assert 0.0 <= ev["success_rate"] <= 1.0
     ex = last_json(robotrl("export", "run", "-o", "policies/reach-ddpg.pt", "--format", "pt,pt2,onnx", "--json",
@@ -75,6 +76,39 @@ def test_eval_and_export_and_eval_of_export_agree(trained):
         ev2 = last_json(robotrl("eval", f"policies/reach-ddpg.{suffix}", "--episodes", "3", "--seed", "7", "--json",
                                 cwd=root))
         assert ev2["returns"] == pytest.approx(ev["returns"], abs=1e-3), suffix
+
+
+def test_eval_by_default_reports_on_the_runs_report_block_as_train_and_the_card_do(trained):
+    """`robotrl eval RUN` with no --seed is train's own figure: the report block of the run's seed, which no
+    selection saw; the exported card states the same figure and names its block."""
+    from robotrl.config import eval_seed_base
+
+    root, out = trained
+    ev = last_json(robotrl("eval", "run", "--episodes", "1", "--json", cwd=root))
+    report_seed = eval_seed_base(2, "report")
+    assert ev["seed"] == out["eval_seed"] == report_seed and ev["block"] == "report"
+    assert report_seed not in range(eval_seed_base(2, "selection"), eval_seed_base(2, "selection") + 10**6)
+    assert ev["mean_return"] == out["eval_mean_return"]
+    last_json(robotrl("export", "run", "-o", "card/reach-ddpg.pt", "--format", "pt", "--json", cwd=root))
+    card = json.loads((root / "card" / "reach-ddpg.json").read_text())
+    assert card["evaluation"]["block"] == "report" and card["evaluation"]["seed"] == report_seed
+    assert card["evaluation"]["mean_return"] == out["eval_mean_return"]
+    assert card["eval_protocol"]["report_seed"] == report_seed
+    ev_pt = last_json(robotrl("eval", "card/reach-ddpg.pt", "--episodes", "1", "--json", cwd=root))
+    assert ev_pt["seed"] == report_seed and ev_pt["mean_return"] == pytest.approx(ev["mean_return"], abs=1e-3)
+
+
+def test_a_checkpoint_from_before_the_protocol_still_evaluates_with_a_one_line_note(trained):
+    import torch
+
+    root, _ = trained
+    ckpt = torch.load(root / "run" / "checkpoints" / "last.pt", weights_only=True)
+    del ckpt["eval_protocol"], ckpt["report"]
+    torch.save(ckpt, root / "old.pt")
+    proc = robotrl("eval", "old.pt", "--episodes", "1", "--json", cwd=root)
+    assert last_json(proc)["block"] == "report"
+    notes = proc.stderr.strip().splitlines()
+    assert len(notes) == 1 and "predates evaluation protocol" in notes[0] and "1000002" in notes[0], proc.stderr
 
 
 def test_exported_files_are_not_checkpoints_and_cards_are_not_policies(trained):

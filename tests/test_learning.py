@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robotrl import DDPG, NAF, SAC, TD3, QTOpt, make_env
-from robotrl.config import EVAL_SEED_OFFSET
+from robotrl.config import eval_seed_base
 from robotrl.envs.grasp import ScriptedGrasp
 
 
@@ -24,7 +24,7 @@ def test_balances_the_pendulum_with_the_card_settings(trainer, steps):
 
 def test_qtopt_improves_on_the_noisy_scripted_policy_that_seeded_its_replay():
     """A short QT-Opt run on grasp (small critic, one update per step) beats the noisy scripted grasp whose
-    episodes filled its warm-up, on the same held-out episodes."""
+    episodes filled its warm-up, on the same held-out episodes (the run's report block)."""
     agent = QTOpt("grasp", seed=0, eval_every=0, hidden=[64, 64], batch_size=64, lr=1e-3, updates_per_step=1.0)
     agent.learn(10_000)
     learned = agent.evaluate(episodes=100).success_rate
@@ -33,7 +33,7 @@ def test_qtopt_improves_on_the_noisy_scripted_policy_that_seeded_its_replay():
     noise = agent.run.loop_cfg.warmup_noise
     rng, wins = np.random.default_rng(0), 0
     for ep in range(100):
-        obs, _ = env.reset(seed=EVAL_SEED_OFFSET + ep)
+        obs, _ = env.reset(seed=eval_seed_base(0, "report") + ep)
         script.reset()
         done = False
         while not done:

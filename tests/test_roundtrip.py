@@ -250,7 +250,14 @@ def test_keep_best_deploys_the_best_evaluated_policy_everywhere(tmp_path):
     evals = [row["eval_mean_return"] for row in run.progress_rows]
     best_index = max(i for i, r in enumerate(evals) if r == max(evals))  # ties go to the later policy
     assert run.best["step"] == run.progress_rows[best_index]["step"] == result["policy_step"]
-    assert result["eval_mean_return"] == max(evals) == run.last_eval.mean_return
+    assert run.best["eval"]["mean_return"] == max(evals) and run.best["eval"]["block"] == "selection"
+    # what train reports is the chosen policy on the report block, not the selection figure that chose it
+    from robotrl.config import eval_seed_base
+    from robotrl.loop import evaluate_run
+
+    report = evaluate_run(run, 2)
+    assert result["eval_mean_return"] == report.mean_return and result["eval_block"] == "report"
+    assert result["eval_seed"] == report.seed == eval_seed_base(4, "report") != run.best["eval"]["seed"]
 
     obs = torch.from_numpy(_observations("pendulum", 16))
     from robotrl.loop import run_policy

@@ -6,8 +6,10 @@
 Both libraries train on the same env (robotrl.make_env: the card's horizon, actions in [-1, 1]) with the
 hyperparameters of the task card's `algos.<algo>` block (plus --set overrides), translated key by key to
 SB3's arguments; a setting SB3 cannot express is an error, not a silent difference. Each final policy is
-evaluated deterministically on the same initial states (robotrl.evaluate.run_episodes with the held-out
-seeds robotrl's own evaluation uses), and both are evaluated every `eval_every` steps for learning curves.
+evaluated deterministically on the same initial states: the training seed's report block
+(robotrl.config.eval_seed_base), which neither side's periodic evaluations nor keep_best have seen. Both are
+evaluated every `eval_every` steps on the selection block for learning curves (and keep_best, where the card
+uses it); a curve's last point is the report figure.
 
 Needs the bench extra:  pip install -c constraints.txt -e ".[bench]"
 Runs are independent processes (--jobs, one torch thread each by default); do not time anything else
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from robotrl.algos import get_algo
-from robotrl.config import EVAL_SEED_OFFSET, RobotrlError, parse_overrides, split_run_config
+from robotrl.config import RobotrlError, eval_seed_base, parse_overrides, split_run_config
 from robotrl.envs import load_card, make_env
 from robotrl.evaluate import run_episodes
 from robotrl.loop import build_run, run_policy, run_values, train
@@ -118,7 +120,7 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     best: dict[str, Any] = {}
 
     def evaluate_and_keep(step: int) -> None:
-        res = run_episodes(policy, eval_env, loop_cfg.eval_episodes, seed + EVAL_SEED_OFFSET)
+        res = run_episodes(policy, eval_env, loop_cfg.eval_episodes, eval_seed_base(seed, "selection"))
         curve.append((step, res.mean_return))
         if loop_cfg.keep_best and res.mean_return >= best.get("mean_return", -math.inf):  # as robotrl's loop
             best.update(mean_return=res.mean_return, policy=copy.deepcopy(model.policy.state_dict()),
@@ -139,7 +141,7 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
         model.policy.load_state_dict(best["policy"])
         if best["obs_rms"] is not None:
             venv.obs_rms = best["obs_rms"]
-    res = run_episodes(policy, eval_env, episodes, seed + EVAL_SEED_OFFSET)
+    res = run_episodes(policy, eval_env, episodes, eval_seed_base(seed, "report"))
     curve.append((steps, res.mean_return))
     return {"library": "sb3", "version": stable_baselines3.__version__, "threads": torch.get_num_threads(),
             **_result(task, algo, seed, steps, res, wall, curve)}
@@ -153,7 +155,7 @@ def run_robotrl(task: str, algo: str, seed: int, steps: int, episodes: int, over
     train(run, steps, progress=False)
     wall = time.perf_counter() - t0
     eval_env = make_env(run.card, normalize_actions=False)
-    res = run_episodes(run_policy(run), eval_env, episodes, seed + EVAL_SEED_OFFSET)
+    res = run_episodes(run_policy(run), eval_env, episodes, eval_seed_base(seed, "report"))
     curve = [(int(r["step"]), float(r["eval_mean_return"])) for r in run.progress_rows[:-1]]
     curve.append((steps, res.mean_return))
     return {"library": "robotrl", "version": robotrl.__version__, "threads": torch.get_num_threads(),
