@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.config import RobotrlError
+from robotrl.config import RobotrlError, TrainingInterrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:  # the checkpoint is written; say how to continue
+        print(f"robotrl: interrupted by {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except RobotrlError as exc:
         print(f"robotrl: error: {exc}", file=sys.stderr)
         return 2

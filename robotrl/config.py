@@ -51,6 +51,14 @@ class RobotrlError(Exception):
     """A user mistake (bad config, path, task, checkpoint). The CLI prints it as one line."""
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped train() at a step boundary after it wrote the run's checkpoint."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 def first_line(exc: BaseException, limit: int = 160) -> str:
     """An exception's first message line, cut to `limit` characters (its type name when it has no message): how a
     library's multi-line error is quoted inside a one-line RobotrlError."""
@@ -75,14 +83,20 @@ class LoopConfig:
     """Transitions per gradient update."""
     buffer_size: int = 1_000_000
     """Replay capacity in transitions (preallocated)."""
+    n_step: int = 1
+    """Steps per Bellman target: sum_{j<k} gamma^j r_{t+j} + gamma^k V(s_{t+k}), k <= n_step, the window cut at
+    the episode's end (termination: no bootstrap; time limit: bootstrap from the final observation)."""
     updates_per_step: float = 1.0
     """Update-to-data ratio: gradient updates per environment step (may be fractional, e.g. 0.5)."""
     eval_every: int = 5_000
     """Run a deterministic evaluation every this many environment steps (0 disables)."""
     eval_episodes: int = 10
     """Episodes per periodic evaluation and for the final evaluation."""
-    checkpoint_every: int = 0
-    """Write checkpoints/last.pt every this many steps (0: only at the end of training)."""
+    checkpoint_every: int = 10_000
+    """Write checkpoints/last.pt (and the replay) every this many steps (0: not by step count). With
+    checkpoint_minutes, whichever comes first: a crash loses at most that much training. Runs with a directory only."""
+    checkpoint_minutes: float = 10.0
+    """Also write the checkpoint when this many minutes of wall-clock have passed since the last one (0: never)."""
     normalize_obs: bool = True
     """Keep a running mean/std of observations; it is frozen into exported policies."""
     keep_best: bool = False
@@ -164,8 +178,9 @@ _WIDTHS = ((lambda v: all(w >= 1 for w in v)), "a list of positive layer widths"
 # Allowed values of numeric keys (keys are flat and unique across LoopConfig and every algorithm's config).
 LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "total_steps": _at_least(1), "warmup_steps": _at_least(0), "warmup_noise": _at_least(0), "batch_size": _at_least(1),
-    "buffer_size": _at_least(1), "updates_per_step": _POSITIVE, "eval_every": _at_least(0),
-    "eval_episodes": _at_least(1), "checkpoint_every": _at_least(0), "torch_threads": _at_least(1),
+    "buffer_size": _at_least(1), "n_step": _at_least(1), "updates_per_step": _POSITIVE, "eval_every": _at_least(0),
+    "eval_episodes": _at_least(1), "checkpoint_every": _at_least(0), "checkpoint_minutes": _at_least(0),
+    "torch_threads": _at_least(1),
     "gamma": _UNIT, "tau": _UNIT, "actor_lr": _POSITIVE, "critic_lr": _POSITIVE, "lr": _POSITIVE,
     "alpha_lr": _POSITIVE, "init_alpha": _POSITIVE, "actor_hidden": _WIDTHS, "critic_hidden": _WIDTHS,
     "hidden": _WIDTHS, "noise_sigma": _at_least(0), "ou_theta": _at_least(0), "ou_dt": _POSITIVE,

@@ -200,7 +200,8 @@ def load_policy_file(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         return module, json.loads(card_path.read_text())
     ckpt = load_checkpoint(path)
     return policy_from_checkpoint(ckpt, path), {"task": ckpt["task"], "algo": ckpt["algo"], "step": ckpt["step"],
-                                                "seed": ckpt["seed"], "eval_protocol": ckpt.get("eval_protocol")}
+                                                "seed": ckpt["seed"], "eval_protocol": ckpt.get("eval_protocol"),
+                                                "env_spec": ckpt.get("env_spec")}
 
 
 def default_eval_seed(meta: dict[str, Any], source: str | Path) -> tuple[int, str | None]:
@@ -228,7 +229,7 @@ def evaluate_path(path: str | Path, episodes: int = 10, seed: int | None = None,
         block = "report"
         if note is not None and notes is not None:
             notes.append(note)
-    env = make_env(task_source(meta["task"]), normalize_actions=False)
+    env = make_env(task_source(meta["task"], meta.get("env_spec")), normalize_actions=False)
     try:
         result = run_episodes(policy, env, episodes, seed)
     finally:

@@ -226,7 +226,7 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
     ckpt = load_checkpoint(ckpt_path)
     policy = policy_from_checkpoint(ckpt, ckpt_path)
     task = ckpt["task"]
-    env = make_env(task_source(task), normalize_actions=False)
+    env = make_env(task_source(task, ckpt.get("env_spec")), normalize_actions=False)
     card = {
         "task": task, "algorithm": ckpt["algo"], "format": "torchscript",
         # the control loop evaluation ran, so a runtime can check (frame_skip) or follow (horizon) it
@@ -236,6 +236,7 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "action_low": ckpt["action_low"].tolist(), "action_high": ckpt["action_high"].tolist(),
         "training_steps": ckpt["step"], "seed": ckpt["seed"], "evaluation": card_evaluation(ckpt),
         "eval_protocol": ckpt.get("eval_protocol"),
+        "env_spec": ckpt.get("env_spec"),  # a user-supplied env's full gymnasium spec (JSON), to rebuild it
         "policy_step": ckpt["best"]["step"] if ckpt.get("best") else ckpt["step"],
         "source_checkpoint": str(ckpt_path), "robotrl_version": __version__, "torch_version": torch.__version__,
         "input": FORMAT_INPUTS["pt"],

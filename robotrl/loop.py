@@ -11,6 +11,8 @@ import csv
 import io
 import math
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from robotrl.config import (
     EVAL_PROTOCOL,
     LoopConfig,
     RobotrlError,
+    TrainingInterrupted,
     check_device,
     check_seed,
     eval_seed_base,
@@ -35,7 +38,16 @@ from robotrl.config import (
     split_run_config,
     to_dict,
 )
-from robotrl.envs import TaskCard, get_env_state, load_card, make_env, set_env_state, task_source
+from robotrl.envs import (
+    TaskCard,
+    env_from_spec,
+    env_spec_json,
+    get_env_state,
+    load_card,
+    make_env,
+    set_env_state,
+    task_source,
+)
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 from robotrl.replay import ReplayBuffer
@@ -101,12 +113,18 @@ class Run:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     last_eval: EvalResult | None = None  # the latest selection-block evaluation (periodic, keep_best)
     report: EvalResult | None = None  # the deployed policy on the report block, at the end of the last train()
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # training wall-clock of the sessions before the current train() call
+    session_start: float | None = None  # perf_counter() when the current train() call began (not saved)
     progress_rows: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # keep_best: {"step", "eval", "policy", "normalizer"} snapshot
     commands: list[str] = field(default_factory=list)  # the CLI commands that trained this run, in order
     script: Any = None  # warmup_policy "scripted": the task's scripted policy (raw obs -> action in [-1, 1])
     metrics: MetricSums = field(default_factory=MetricSums)  # the updates' metrics since the last log row
+    env_spec: str | None = None  # a user-supplied env's full gymnasium spec (JSON); None for task cards
+
+    def elapsed_total(self) -> float:
+        """Training wall-clock over all sessions, the current one included."""
+        return self.elapsed_s + (time.perf_counter() - self.session_start if self.session_start is not None else 0.0)
 
     @property
     def obs_dim(self) -> int:
@@ -137,13 +155,12 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     loop_cfg, algo_cfg = split_run_config(spec.config_cls, run_values(card, algo, overrides or {}), source)
     check_device(loop_cfg.device)
     torch.set_num_threads(loop_cfg.torch_threads)
+    env_spec = None
     if isinstance(task, gym.Env):
+        env_spec = env_spec_json(task)  # evaluation, checkpoints and export rebuild exactly this env
         env = make_env(task)
-        env_id = task.spec.id if task.spec is not None else None
-        if env_id is None:
-            raise RobotrlError("a gymnasium env passed to robotrl needs a registered spec (gymnasium.make)")
-        eval_env = make_env(gym.make(env_id), normalize_actions=False)
-        name = env_id
+        eval_env = make_env(env_from_spec(env_spec), normalize_actions=False)
+        name = task.spec.id
     else:
         env, eval_env, name = make_env(card), make_env(card, normalize_actions=False), card.name
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
@@ -151,7 +168,11 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     torch.manual_seed(seed)
     agent = spec.agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device=loop_cfg.device)
-    buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1)
+    horizon = card.horizon if card is not None else task.spec.max_episode_steps
+    if horizon is not None and loop_cfg.n_step > horizon:
+        raise RobotrlError(f"config key 'n_step' must be at most the task's horizon ({horizon}), got {loop_cfg.n_step}")
+    buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1, n_step=loop_cfg.n_step,
+                          gamma=algo_cfg.gamma)
     normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs)
     script = None
     if loop_cfg.warmup_policy == "scripted":
@@ -161,7 +182,7 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     return Run(task=name, card=card, algo=spec, seed=seed, loop_cfg=loop_cfg, algo_cfg=algo_cfg, env=env,
                eval_env=eval_env, agent=agent, buffer=buffer, normalizer=normalizer,
                run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2),
-               script=script)
+               script=script, env_spec=env_spec)
 
 
 def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:
@@ -255,13 +276,82 @@ class _Logger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
+
+
+class _StopOnSignal:
+    """While training a run that has a directory (in the main thread), SIGINT and SIGTERM ask the loop to stop at
+    the next step boundary and checkpoint; a second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.active:
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def _act(run: Run) -> np.ndarray:
+    cfg = run.loop_cfg
+    if run.step < cfg.warmup_steps and run.script is not None:
+        action = run.script(run.obs) + run.rng.normal(0.0, cfg.warmup_noise, run.action_dim)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+    if run.step < cfg.warmup_steps:
+        return run.rng.uniform(-1.0, 1.0, run.action_dim).astype(np.float32)
+    return run.agent.act(_normalized(run, run.obs), explore=True).astype(np.float32)
+
+
+def _env_step(run: Run, logger: _Logger) -> None:
+    action = _act(run)
+    next_obs, reward, terminated, truncated, _ = run.env.step(action)
+    next_obs = np.asarray(next_obs, dtype=np.float32)
+    # Store `terminated`, not `done`: the bootstrap is cut on termination only, never on truncation.
+    run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated), bool(terminated or truncated))
+    run.normalizer.update(next_obs)
+    run.obs = next_obs
+    run.episode_return += float(reward)
+    run.episode_len += 1
+    run.step += 1
+    if terminated or truncated:
+        run.episodes += 1
+        run.recent_returns.append(run.episode_return)
+        logger.scalar("train/episode_return", run.episode_return, run.step)
+        logger.scalar("train/episode_length", run.episode_len, run.step)
+        _start_episode(run)
+
+
+def _updates(run: Run) -> None:
+    cfg = run.loop_cfg
+    if run.step < cfg.warmup_steps or len(run.buffer) < cfg.batch_size:
+        return
+    run.update_credit += cfg.updates_per_step
+    while run.update_credit >= 1.0:
+        run.update_credit -= 1.0
+        batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
+        batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
+        run.metrics.add(run.agent.update(batch))
 
 
 def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = True) -> dict[str, Any]:
     """Train until run.step == steps (a total, so a resumed run continues to the same target).
 
-    evaluate_at_end=False skips the closing evaluation and log row (the speed benchmark times the loop alone);
-    the result then reports the last evaluation made, if any."""
+    A run with a directory checkpoints every checkpoint_every steps or checkpoint_minutes, whichever comes first,
+    and on SIGINT / SIGTERM, after which TrainingInterrupted is raised. evaluate_at_end=False skips the closing
+    evaluations and log row (the speed benchmark times the loop alone)."""
     from tqdm import tqdm
 
     cfg = run.loop_cfg
@@ -277,56 +367,41 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
     if run.obs is None:
         _start_episode(run)
     t0, step0 = time.perf_counter(), run.step
+    run.session_start = last_save = t0
     bar = tqdm(total=steps, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5, desc=f"{run.algo.name} {run.task}")
-    while run.step < steps:
-        if run.step < cfg.warmup_steps and run.script is not None:
-            action = run.script(run.obs) + run.rng.normal(0.0, cfg.warmup_noise, run.action_dim)
-            action = np.clip(action, -1.0, 1.0).astype(np.float32)
-        elif run.step < cfg.warmup_steps:
-            action = run.rng.uniform(-1.0, 1.0, run.action_dim).astype(np.float32)
-        else:
-            action = run.agent.act(_normalized(run, run.obs), explore=True).astype(np.float32)
-        next_obs, reward, terminated, truncated, _ = run.env.step(action)
-        next_obs = np.asarray(next_obs, dtype=np.float32)
-        # Store `terminated`, not `done`: the bootstrap is cut on termination only, never on truncation.
-        run.buffer.add(run.obs, action, float(reward), next_obs, bool(terminated))
-        run.normalizer.update(next_obs)
-        run.obs = next_obs
-        run.episode_return += float(reward)
-        run.episode_len += 1
-        run.step += 1
-        bar.update(1)
-
-        if terminated or truncated:
-            run.episodes += 1
-            run.recent_returns.append(run.episode_return)
-            logger.scalar("train/episode_return", run.episode_return, run.step)
-            logger.scalar("train/episode_length", run.episode_len, run.step)
-            _start_episode(run)
-
-        if run.step >= cfg.warmup_steps and len(run.buffer) >= cfg.batch_size:
-            run.update_credit += cfg.updates_per_step
-            while run.update_credit >= 1.0:
-                run.update_credit -= 1.0
-                batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
-                batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
-                run.metrics.add(run.agent.update(batch))
-
-        if cfg.eval_every > 0 and run.step % cfg.eval_every == 0 and run.step < steps:
-            _log_eval(run, logger, t0, step0)
-            bar.set_postfix(ret=_recent(run), eval=f"{run.last_eval.mean_return:.1f}")
-        elif run.step % 1000 == 0:
-            bar.set_postfix(ret=_recent(run))
-        if run.run_dir is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
-            save_run(run)
-    bar.close()
-    if evaluate_at_end:  # the last selection evaluation (a keep_best candidate), then the deployed policy's report
-        _log_eval(run, logger, t0, step0, report=True)
-    logger.close()
-    run.elapsed_s += time.perf_counter() - t0
-    if run.run_dir is not None:
-        save_run(run)
+    try:
+        with _StopOnSignal(run.run_dir is not None) as stop:
+            while run.step < steps and stop.signum is None:
+                _env_step(run, logger)
+                _updates(run)
+                bar.update(1)
+                if cfg.eval_every > 0 and run.step % cfg.eval_every == 0 and run.step < steps:
+                    _log_eval(run, logger, t0, step0)
+                    bar.set_postfix(ret=_recent(run), eval=f"{run.last_eval.mean_return:.1f}")
+                elif run.step % 1000 == 0:
+                    bar.set_postfix(ret=_recent(run))
+                by_steps = cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0
+                by_clock = cfg.checkpoint_minutes > 0 and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes
+                if run.run_dir is not None and (by_steps or by_clock) and run.step < steps:
+                    save_run(run)
+                    last_save = time.perf_counter()
+            bar.close()
+            if stop.signum is not None:  # the state is at a step boundary: resume continues bit for bit
+                _end_session(run)
+                path = save_run(run)
+                raise TrainingInterrupted(stop.signum, f"{signal.Signals(stop.signum).name} at step {run.step} of "
+                                          f"{steps}: checkpoint written to {path}; continue with: robotrl train "
+                                          f"--resume {run.run_dir} --steps {steps}")
+            if evaluate_at_end:  # the last selection evaluation (a keep_best candidate), then the report
+                _log_eval(run, logger, t0, step0, report=True)
+            _end_session(run)
+            if run.run_dir is not None:
+                save_run(run)
+    finally:
+        bar.close()
+        logger.close()
+        _end_session(run)
     wall = time.perf_counter() - t0
     report = run.report
     return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
@@ -336,6 +411,10 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
             "eval_block": "report", "eval_seed": report.seed if report else None, "wall_time_s": round(wall, 2),
             "policy_step": run.best["step"] if run.best is not None else run.step,
             "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
+
+
+def _end_session(run: Run) -> None:
+    run.elapsed_s, run.session_start = run.elapsed_total(), None
 
 
 def _recent(run: Run) -> str:
@@ -351,7 +430,7 @@ def _log_eval(run: Run, logger: _Logger, t0: float, step0: int, report: bool = F
     _keep_if_best(run, result)
     recent = float(np.mean(run.recent_returns)) if run.recent_returns else math.nan
     row: dict[str, Any] = {
-        "step": run.step, "episodes": run.episodes, "time_s": round(run.elapsed_s + wall, 2),
+        "step": run.step, "episodes": run.episodes, "time_s": round(run.elapsed_total(), 2),
         "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1), "recent_return": recent,
         "eval_block": "selection", "eval_mean_return": result.mean_return, "eval_std_return": result.std_return,
         "eval_success_rate": result.success_rate,
@@ -382,7 +461,7 @@ def _write_run_config(run: Run) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
+def run_payload(run: Run, include_loop_state: bool = True, replay_file: str | None = None) -> dict[str, Any]:
     low, high = run.action_bounds()
     payload: dict[str, Any] = {
         "robotrl_version": __version__, "task": run.task, "algo": run.algo.name, "seed": run.seed,
@@ -392,6 +471,7 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
         "agent": run.agent.state_dict(), "normalizer": run.normalizer.state_dict(), "step": run.step,
         "eval": run.last_eval.as_dict() if run.last_eval else None, "best": run.best,
         "report": run.report.as_dict() if run.report else None, "commands": run.commands,
+        "env_spec": run.env_spec, "replay_file": replay_file,
         "eval_protocol": {"version": EVAL_PROTOCOL, "selection_seed": eval_seed_base(run.seed, "selection"),
                           "report_seed": eval_seed_base(run.seed, "report")},
     }
@@ -402,19 +482,33 @@ def run_payload(run: Run, include_loop_state: bool = True) -> dict[str, Any]:
             "episode_return": run.episode_return, "episode_len": run.episode_len,
             "recent_returns": list(run.recent_returns), "rng": run.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "env": get_env_state(run.env) if run.obs is not None else None,
-            "elapsed_s": run.elapsed_s, "progress_rows": run.progress_rows,
+            "elapsed_s": run.elapsed_total(), "progress_rows": run.progress_rows,
             "script": run.script.state_dict() if run.script is not None else None,
             "metrics": run.metrics.state_dict(),
         }
     return payload
 
 
+def _replay_prefix(checkpoint: Path) -> str:
+    return "replay" if checkpoint.name == "last.pt" else f"{checkpoint.stem}.replay"
+
+
 def save_run(run: Run, path: str | Path | None = None, with_replay: bool = True) -> Path:
-    """Write checkpoints/last.pt (and replay.pt beside it) atomically."""
+    """Write checkpoints/last.pt and, beside it, the replay buffer as replay-<step>.pt, each atomically.
+
+    The replay is written first and the checkpoint names it; the previous replay file is removed only after the
+    new checkpoint is in place, so a kill at any moment leaves a checkpoint whose replay exists and matches it."""
     path = Path(path) if path is not None else run.run_dir / "checkpoints" / "last.pt"
-    save_checkpoint(run_payload(run), path)
+    replay_file = None
     if with_replay:
-        atomic_torch_save(run.buffer.state_dict(), path.parent / "replay.pt")
+        replay_file = f"{_replay_prefix(path)}-{run.step}.pt"
+        atomic_torch_save(run.buffer.state_dict(), path.parent / replay_file)
+    save_checkpoint(run_payload(run, replay_file=replay_file), path)
+    if with_replay:
+        prefix = _replay_prefix(path)
+        for old in [*path.parent.glob(f"{prefix}-*.pt"), path.parent / f"{prefix}.pt"]:
+            if old.name != replay_file and old.is_file():
+                old.unlink()
     return path
 
 
@@ -423,7 +517,8 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
     path = Path(path)
     ckpt = load_checkpoint(path)
     overrides = {**ckpt["loop_config"], **ckpt["algo_config"]}
-    run = build_run(task_source(ckpt["task"]), ckpt["algo"], seed=ckpt["seed"], overrides=overrides, run_dir=run_dir)
+    run = build_run(task_source(ckpt["task"], ckpt.get("env_spec")), ckpt["algo"], seed=ckpt["seed"],
+                    overrides=overrides, run_dir=run_dir)
     restore_agent(run.agent, run.normalizer, ckpt, path)
     run.step = ckpt["step"]
     run.last_eval = EvalResult.from_dict(ckpt["eval"]) if ckpt.get("eval") else None
@@ -446,8 +541,10 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
             set_env_state(run.env, state["env"])
             run.obs = state["obs"].numpy()
         torch.set_rng_state(state["torch_rng"])
-    replay = path.parent / "replay.pt"
-    if with_replay and replay.exists():
+    # checkpoints from before replay-<step>.pt files have no "replay_file" key and a replay.pt beside them
+    replay_file = ckpt["replay_file"] if "replay_file" in ckpt else "replay.pt"
+    replay = path.parent / replay_file if replay_file is not None else None
+    if with_replay and replay is not None and replay.exists():
         try:
             run.buffer.load_state_dict(torch.load(replay, map_location="cpu", weights_only=True))
         except Exception as exc:

@@ -25,12 +25,13 @@ def polyak_update(online: nn.Module, target: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(target_tensors, online_tensors, tau)
 
 
-def bellman_target(reward: torch.Tensor, terminated: torch.Tensor, gamma: float,
+def bellman_target(reward: torch.Tensor, terminated: torch.Tensor, gamma: float | torch.Tensor,
                    next_value: torch.Tensor) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * V(s').
 
     Only true termination cuts the bootstrap; time-limit truncation keeps it (the caller stores
-    `terminated`, not `done`).
+    `terminated`, not `done`). For n-step transitions r is the discounted window sum and gamma the per-sample
+    gamma^k (Batch.bootstrap_discount).
     """
     return reward + gamma * (1.0 - terminated) * next_value
 
@@ -76,9 +77,7 @@ def deterministic_policy_loss(actor: nn.Module, critic: nn.Module, obs: torch.Te
 def smoothed_target_action(target_actor: nn.Module, next_obs: torch.Tensor, noise_std: float,
                            noise_clip: float) -> torch.Tensor:
     """mu'(s') plus clipped Gaussian noise, per dimension, in [-1, 1] (TD3 target policy smoothing, eq. 14).
-
-    noise_std = 0 gives DDPG's plain mu'(s').
-    """
+    noise_std = 0 (smoothing off) draws no noise."""
     action = target_actor(next_obs)
     if noise_std > 0:
         noise = (torch.randn_like(action) * noise_std).clamp(-noise_clip, noise_clip)

@@ -128,7 +128,9 @@ def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int,
         if note is not None and notes is not None:
             notes.append(note)
     ensure_gl_backend()
-    env = make_env(task_source(meta["task"]), normalize_actions=False, render_mode="rgb_array", render_size=size)
+    render = {"render_mode": "rgb_array", "width": size[0], "height": size[1]}
+    source = task_source(meta["task"], meta.get("env_spec"), **render)
+    env = make_env(source, normalize_actions=False, render_mode="rgb_array", render_size=size)
     recorder = None
     try:
         fps = int(env.metadata.get("render_fps", 30)) if fps is None else fps

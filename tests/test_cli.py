@@ -48,7 +48,7 @@ def test_train_writes_run_directory_and_json(trained):
     root, out = trained
     assert out["steps"] == 300 and out["run_dir"] == "run" and isinstance(out["eval_mean_return"], float)
     run = root / "run"
-    for name in ("config.yaml", "progress.csv", "checkpoints/last.pt", "checkpoints/replay.pt"):
+    for name in ("config.yaml", "progress.csv", "checkpoints/last.pt", "checkpoints/replay-300.pt"):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     header = (run / "progress.csv").read_text().splitlines()[0].split(",")
@@ -213,3 +213,75 @@ def test_train_refuses_to_overwrite_an_existing_run(trained):
     before = (root / "run" / "checkpoints" / "last.pt").read_bytes()
     _assert_one_line_error(robotrl("train", "reach", "--out", "run", "--steps", "10", cwd=root), "--resume")
     assert (root / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+SIGNAL_RUN = ["--set", "warmup_steps=100", "--set", "batch_size=16", "--set", "actor_hidden=[16]",
+              "--set", "critic_hidden=[16]", "--set", "eval_every=0", "--set", "eval_episodes=1"]
+
+
+def _start_training(root: Path, out: str, steps: int, *extra: str, started: str = "tb") -> subprocess.Popen:
+    """Start `robotrl train` and return once `started` exists in the run directory (tb/: the loop is running)."""
+    proc = subprocess.Popen([sys.executable, "-m", "robotrl.cli", "train", "pendulum", "--algo", "sac", "--steps",
+                             str(steps), "--out", out, "--no-progress", *SIGNAL_RUN, *extra], cwd=root,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (root / out / started).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(2.0)
+    return proc
+
+
+def _agent_tensors(path: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(path, weights_only=True)
+    return {f"{net}.{k}": v for net, sd in ckpt["agent"].items() if isinstance(sd, dict) and net != "critic_opt"
+            and net != "actor_opt" and net != "alpha_opt" for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, signum):
+    import signal
+
+    import torch
+
+    proc = _start_training(tmp_path, "cut", 100_000, "--set", "checkpoint_every=0", "--set", "checkpoint_minutes=0")
+    proc.send_signal(getattr(signal, signum))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + getattr(signal, signum), stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and signum in lines[0] and "robotrl train --resume cut --steps 100000" in lines[0], stderr
+    n = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 100 < n < 100_000
+    last_json(robotrl("train", "--resume", "cut", "--steps", str(n + 150), "--no-progress", "--json", cwd=tmp_path))
+    last_json(robotrl("train", "pendulum", "--algo", "sac", "--steps", str(n + 150), "--out", "full", "--no-progress",
+                      "--json", *SIGNAL_RUN, "--set", "checkpoint_every=0", "--set", "checkpoint_minutes=0",
+                      cwd=tmp_path))
+    resumed = _agent_tensors(tmp_path / "cut" / "checkpoints" / "last.pt")
+    full = _agent_tensors(tmp_path / "full" / "checkpoints" / "last.pt")
+    assert resumed.keys() == full.keys() and all(torch.equal(resumed[k], full[k]) for k in full)
+
+
+def test_kill_9_loses_at_most_the_checkpoint_interval(tmp_path):
+    """checkpoint_every=200: after a SIGKILL at an arbitrary moment the last checkpoint is at most 200 steps old,
+    names a replay file that exists and matches it, and the run resumes."""
+    import signal
+
+    import torch
+
+    from robotrl.loop import load_run
+
+    proc = _start_training(tmp_path, "killed", 100_000, "--set", "checkpoint_every=200",
+                           started="checkpoints/last.pt")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    assert ckpt["replay_file"] == f"replay-{ckpt['step']}.pt"
+    run = load_run(last)
+    assert run.step >= 200 and run.step % 200 == 0 and len(run.buffer) == run.step
+    last_json(robotrl("train", "--resume", "killed", "--steps", str(run.step + 50), "--no-progress", "--json",
+                      cwd=tmp_path))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from robotrl import make_env
+from robotrl import RobotrlError, make_env
 from robotrl.envs import get_env_state, load_card, set_env_state
 from robotrl.envs.grasp import OBS_DIM, SHAPES, ScriptedGrasp
 from robotrl.resources import data_dir
@@ -90,12 +90,27 @@ def test_reward_is_the_sum_of_its_info_terms_and_terminate_ends_with_a_lift_test
     assert reward == pytest.approx(info["reward_step"] + info["reward_grasp"])
 
 
-def test_episode_ends_at_the_horizon_with_termination():
-    env = make_env("grasp")
-    env.reset(seed=1)
-    for t in range(load_card("grasp").horizon):
-        _, _, terminated, _, _ = env.step(np.array([0, 0, 0, 0, -1, -1.0]))
-        assert terminated == (t == load_card("grasp").horizon - 1)
+@pytest.mark.parametrize("horizon", [None, 7])
+def test_episode_ends_at_the_cards_horizon_with_termination_and_the_time_left_observed(horizon):
+    """The card's horizon is the one source: an edited card changes where the lift test happens, and the last
+    observation entry counts the time left down from 1 to 0 (so the forced ending is in the Markov state)."""
+    import dataclasses
+
+    card = load_card("grasp") if horizon is None else dataclasses.replace(load_card("grasp"), horizon=horizon)
+    env = make_env(card)
+    obs, _ = env.reset(seed=1)
+    assert obs[-1] == 1.0
+    for t in range(card.horizon):
+        obs, _, terminated, _, _ = env.step(np.array([0, 0, 0, 0, -1, -1.0]))
+        assert terminated == (t == card.horizon - 1)
+        assert obs[-1] == pytest.approx(1.0 - (t + 1) / card.horizon)
+
+
+def test_grasp_without_a_horizon_is_a_one_line_error():
+    from robotrl.envs.grasp import GraspEnv
+
+    with pytest.raises(RobotrlError, match="GraspEnv needs a horizon"):
+        GraspEnv().reset(seed=0)
 
 
 def _scripted_success(episodes: int, noise: float, seed0: int) -> float:

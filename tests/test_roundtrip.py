@@ -320,3 +320,50 @@ def test_saving_onto_a_directory_or_with_a_numpy_seed(tmp_path):
     with pytest.raises(RobotrlError, match="is a directory; give a file name"):
         agent.save(tmp_path)
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def _user_reacher():
+    import gymnasium as gym
+
+    return gym.make("Reacher-v5", reward_control_weight=0.5, max_episode_steps=30)
+
+
+def test_a_users_gymnasium_env_is_the_mdp_everywhere_train_eval_save_resume_export(tmp_path):
+    """A Reacher-v5 made with its own reward weight and a 30-step limit trains, evaluates, saves, resumes and
+    exports on that same MDP, never on gymnasium's default Reacher-v5 (weight 0.1, 50 steps)."""
+    import gymnasium as gym
+
+    from robotrl.evaluate import evaluate_path, run_episodes
+    from robotrl.loop import evaluate_run, run_policy
+
+    agent = SAC(_user_reacher(), seed=0, **SMALL).learn(300)
+    run = agent.run
+    assert run.eval_env.spec.kwargs["reward_control_weight"] == 0.5 and run.eval_env.spec.max_episode_steps == 30
+    report = evaluate_run(run, 3)
+    by_hand = run_episodes(run_policy(run), _user_reacher(), 3, report.seed)
+    default = run_episodes(run_policy(run), gym.make("Reacher-v5"), 3, report.seed)
+    assert report.returns == by_hand.returns != default.returns
+
+    loaded = SAC.load(agent.save(tmp_path / "agent.pt"))
+    assert loaded.run.env.spec.kwargs["reward_control_weight"] == 0.5 and loaded.run.env.spec.max_episode_steps == 30
+    assert evaluate_run(loaded.run, 3).returns == report.returns
+    loaded.learn(20)  # resumes on the user's env (a default Reacher-v5 would have a 50-step limit)
+    assert loaded.run.episode_len <= 30
+
+    agent.export(tmp_path / "policy.pt", formats="pt")
+    card = json.loads((tmp_path / "policy.json").read_text())
+    assert card["horizon"] == 30 and json.loads(card["env_spec"])["kwargs"] == {"reward_control_weight": 0.5}
+    from_file = evaluate_path(tmp_path / "policy.pt", episodes=3)
+    assert from_file.seed == report.seed and from_file.returns == pytest.approx(report.returns, abs=1e-4)
+
+
+def test_an_env_robotrl_cannot_rebuild_is_a_one_line_error():
+    import gymnasium as gym
+
+    class AdHoc(gym.ObservationWrapper):
+        def observation(self, observation):
+            return observation * 2.0
+
+    with pytest.raises(RobotrlError, match="wrapper AdHoc does not record its constructor arguments") as info:
+        SAC(AdHoc(_user_reacher()), seed=0, **SMALL)
+    assert "\n" not in str(info.value)

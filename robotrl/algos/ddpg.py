@@ -16,18 +16,16 @@ from robotrl.algos.common import NoiseConfig, NoisyDeterministicAgent, adam, gra
 from robotrl.nets import DeterministicActor, QCritic
 from robotrl.noise import make_noise
 from robotrl.replay import Batch
-from robotrl.targets import (
-    bellman_target,
-    deterministic_policy_loss,
-    polyak_update,
-    q_regression_loss,
-    smoothed_target_action,
-)
+from robotrl.targets import bellman_target, deterministic_policy_loss, polyak_update, q_regression_loss
 
 
 @dataclass
 class DDPGConfig(NoiseConfig):
-    """DDPG hyperparameters; defaults are the paper's (section 7 / supplementary)."""
+    """DDPG hyperparameters. tau, the learning rates, the 400-300 widths, OU noise (sigma 0.2, theta 0.15) and the
+    critic's weight decay 1e-2 are the paper's (section 7 / supplementary). Where this code departs from it: the
+    action enters Q at the input layer (the paper: at the second hidden layer), the weight decay is Adam's L2 term
+    on every critic parameter, biases included, and the batch size is the loop's `batch_size` (default 256; the
+    paper used 64: task cards set it)."""
 
     tau: float = 0.001
     actor_lr: float = 1e-4
@@ -37,7 +35,7 @@ class DDPGConfig(NoiseConfig):
     noise: Literal["ou", "gaussian", "none"] = "ou"
     noise_sigma: float = 0.2
     critic_weight_decay: float = 1e-2
-    """L2 weight decay on the critic (Adam's weight_decay)."""
+    """L2 weight decay on the critic (Adam's weight_decay: every critic parameter, biases included)."""
     critic_layer_norm: bool = False
     """LayerNorm before each hidden ReLU of the critic (not in the paper; a stabiliser)."""
 
@@ -46,8 +44,8 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
                 gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = E[(Q(s, a) - y)^2], y = r + gamma (1 - terminated) Q'(s', mu'(s'))  (paper eq. 4-5)."""
     with torch.no_grad():
-        next_action = smoothed_target_action(target_actor, batch.next_obs, noise_std=0.0, noise_clip=0.0)
-        y = bellman_target(batch.reward, batch.terminated, gamma, target_critic(batch.next_obs, next_action))
+        y = bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(gamma),
+                           target_critic(batch.next_obs, target_actor(batch.next_obs)))
     return q_regression_loss(critic, batch.obs, batch.action, y)
 
 

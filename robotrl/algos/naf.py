@@ -57,7 +57,8 @@ def naf_loss(net: NAFHead, target_net: NAFHead, batch: Batch,
              gamma: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = E[(Q(s, a) - y)^2], y = r + gamma (1 - terminated) V'(s')  (paper algorithm 1)."""
     with torch.no_grad():
-        y = bellman_target(batch.reward, batch.terminated, gamma, target_net.value(batch.next_obs))
+        y = bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(gamma),
+                           target_net.value(batch.next_obs))
     return q_regression_loss(net.q, batch.obs, batch.action, y)
 
 

@@ -5,10 +5,11 @@ No actor: acting and the Bellman target both take argmax_a Q(s, a) with a batche
 Clipped double Q-learning with two target networks (section 4.1): Q'_1 Polyak-averaged, Q'_2 a lagged
 copy of Q'_1; the target uses the minimum of the two at the CEM argmax of Q'_1.
 
-The paper's critic ends in a sigmoid trained with cross-entropy, which fits its rewards (0 or 1, no
-step cost, so Q is a success probability). Our grasp reward adds -0.05 per step, so Q ranges over
-[-1, 1] and is not a probability; a linear output with squared-error regression, as every other
-critic here, is the faithful choice.
+The paper's public critic ends in a sigmoid trained with a log loss. Its reward, which grasp uses too, is
++1 for a held lift and -0.05 per step, so the Q of a failing attempt is negative and no Q is a probability in
+[0, 1]; a sigmoid head would need its targets shifted and scaled into that range. Here the critic is a linear
+output regressed with squared error, as every other critic in robotrl, which needs neither (a departure from
+the paper's loss, not from its targets).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def lagged_double_q_target(target_q1: nn.Module, target_q2: nn.Module, cem: CEMM
     with torch.no_grad():
         best = cem.maximize(batch.next_obs, noise)
         next_v = torch.minimum(target_q1(batch.next_obs, best), target_q2(batch.next_obs, best))
-        return bellman_target(batch.reward, batch.terminated, gamma, next_v)
+        return bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(gamma), next_v)
 
 
 class QTOptAgent(AgentState):

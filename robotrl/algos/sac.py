@@ -40,7 +40,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, actor: SquashedGaus
     with torch.no_grad():
         next_action, next_log_prob = actor.sample(batch.next_obs)
         next_v = target_critic(batch.next_obs, next_action).min(dim=0).values - alpha * next_log_prob
-        y = bellman_target(batch.reward, batch.terminated, gamma, next_v)
+        y = bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(gamma), next_v)
     return q_regression_loss(critic, batch.obs, batch.action, y)
 
 

@@ -39,7 +39,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
         next_action = targets.smoothed_target_action(target_actor, batch.next_obs, cfg.target_noise,
                                                      cfg.target_noise_clip)
         next_q = target_critic(batch.next_obs, next_action).min(dim=0).values
-        y = targets.bellman_target(batch.reward, batch.terminated, cfg.gamma, next_q)
+        y = targets.bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(cfg.gamma), next_q)
     return targets.q_regression_loss(critic, batch.obs, batch.action, y)
 
 

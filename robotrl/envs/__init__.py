@@ -13,10 +13,13 @@ import torch
 import yaml
 from gymnasium.wrappers import RescaleAction
 
-from robotrl.config import RobotrlError
+from robotrl.config import RobotrlError, first_line
 from robotrl.resources import data_dir
 
 gym.register(id="RobotrlGrasp-v0", entry_point="robotrl.envs.grasp:GraspEnv")
+# robotrl's own envs whose episode end is part of the task (grasp's forced lift test): make_env passes the card's
+# horizon to them under this keyword as well as to gymnasium's TimeLimit, so the card is the one source.
+HORIZON_KWARGS = {"RobotrlGrasp-v0": "max_steps"}
 
 
 def _planar_distance(env: gym.Env, body_a: str, body_b: str) -> float:
@@ -75,13 +78,52 @@ def load_card(name: str) -> TaskCard:
                     env_kwargs=raw.get("env_kwargs") or {}, algos=raw.get("algos") or {})
 
 
-def task_source(task: str) -> str | gym.Env:
-    """What a saved run's task name refers to: a task card, or else a registered gymnasium env id
-    (for runs trained on a user-supplied env)."""
+def env_spec_json(env: gym.Env) -> str:
+    """A user's gymnasium env as its full spec in JSON (id, make kwargs, max_episode_steps, gymnasium's own
+    wrappers), after checking that the spec rebuilds it: evaluation, resume and export rebuild the env from this,
+    so an env the spec cannot describe is refused here rather than silently swapped for another MDP later."""
+    spec = env.spec
+    if spec is None:
+        raise RobotrlError("a gymnasium env passed to robotrl needs a registered spec: build it with gymnasium.make")
+    unrecorded = [w.name for w in spec.additional_wrappers if w.kwargs is None]
+    if unrecorded:
+        raise RobotrlError(f"the env's wrapper {unrecorded[0]} does not record its constructor arguments, so robotrl "
+                           "cannot rebuild the same env to evaluate, resume or export; register an env id whose "
+                           "entry point applies it (gymnasium.register), or make the wrapper inherit "
+                           "gymnasium.utils.RecordConstructorArgs")
+    try:
+        text = spec.to_json()
+        env_from_spec(text).close()
+    except RobotrlError:
+        raise
+    except Exception as exc:  # gymnasium's own words: kwargs that are not JSON, an entry point that will not load
+        raise RobotrlError(f"robotrl cannot rebuild the env {spec.id} from its spec ({first_line(exc)}); register an "
+                           "env id that builds it with JSON-serialisable kwargs") from None
+    return text
+
+
+def env_from_spec(spec_json: str, **make_kwargs: Any) -> gym.Env:
+    """Rebuild a user's env from env_spec_json's text (a one-line error when it no longer builds here);
+    make_kwargs (render_mode, width, height) go to gymnasium.make on top of the recorded ones."""
+    from gymnasium.envs.registration import EnvSpec
+
+    spec = EnvSpec.from_json(spec_json)
+    try:
+        return gym.make(spec, **make_kwargs)
+    except Exception as exc:
+        raise RobotrlError(f"cannot rebuild the run's env {spec.id} from its recorded spec: {first_line(exc)} "
+                           "(is the package that registers it installed and imported?)") from None
+
+
+def task_source(task: str, env_spec: str | None = None, **make_kwargs: Any) -> str | gym.Env:
+    """What a saved run's task refers to: a task card (its name; make_env builds it), or, for runs trained on a
+    user-supplied env, that env rebuilt from its recorded spec with `make_kwargs` (older runs recorded only the id)."""
+    if env_spec is not None:
+        return env_from_spec(env_spec, **make_kwargs)
     if task in list_tasks():
         return task
     try:
-        return gym.make(task)
+        return gym.make(task, **make_kwargs)
     except gym.error.Error:
         raise RobotrlError(f"unknown task '{task}': no task card (known: {', '.join(list_tasks())}) and no "
                            "registered gymnasium env of that id") from None
@@ -111,8 +153,9 @@ def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
     else:
         card = task if isinstance(task, TaskCard) else load_card(task)
         size = {"width": render_size[0], "height": render_size[1]} if render_size else {}
+        horizon = {HORIZON_KWARGS[card.env_id]: card.horizon} if card.env_id in HORIZON_KWARGS else {}
         env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **size,
-                       **card.env_kwargs)
+                       **horizon, **card.env_kwargs)
         if card.success is not None:
             env = SuccessInfo(env, card.success)
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:

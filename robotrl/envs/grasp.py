@@ -9,6 +9,8 @@ object is off the table and held between both fingers.
 Actions (all in [-1, 1]): dx, dy, dz (x MAX_MOVE metres), dyaw (x MAX_YAW radians), fingers (-1 open,
 +1 closed), terminate (> 0.5 ends the episode with the lift test).
 Reward: +1 for a successful lift test, -0.05 per step; info holds both terms and `is_success`.
+The horizon is the one given to gymnasium.make (the task card's `horizon`), and the observation ends with the
+fraction of it that remains, so the forced lift test at the last step is part of a Markov state.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco import MujocoEnv
 
+from robotrl.config import RobotrlError
 from robotrl.resources import data_dir
 
 SHAPES = ("box", "cylinder", "sphere", "capsule", "ellipsoid")
@@ -33,14 +36,16 @@ LIFT_HEIGHT = 0.1
 HOME = np.array([0.0, 0.0, 0.2])
 OBJECT_RANGE = 0.08
 FINGER_OPEN, FINGER_CLOSED = -0.06, 0.0
-OBS_DIM = 21
+OBS_DIM = 22
 
 
 class GraspEnv(MujocoEnv):
     metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 10}
 
-    def __init__(self, max_steps: int = 20, frame_skip: int = 50, lift_seconds: float = 1.0, **kwargs: Any):
-        self.max_steps, self.lift_seconds = max_steps, lift_seconds
+    def __init__(self, max_steps: int | None = None, frame_skip: int = 50, lift_seconds: float = 1.0,
+                 **kwargs: Any):
+        """max_steps: the horizon; robotrl.make_env passes the task card's (envs.HORIZON_KWARGS)."""
+        self._max_steps, self.lift_seconds = max_steps, lift_seconds
         obs_space = spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
         kwargs.setdefault("camera_name", "front")
         super().__init__(str(data_dir("assets") / "grasp.xml"), frame_skip, obs_space, **kwargs)
@@ -56,6 +61,14 @@ class GraspEnv(MujocoEnv):
         self.shape = 0
         self.steps = 0
         self.target = np.zeros(m.nu)
+
+    @property
+    def max_steps(self) -> int:
+        """Steps per episode: the last one runs the lift test (a termination, not a time-limit truncation)."""
+        if self._max_steps is None:
+            raise RobotrlError("GraspEnv needs a horizon: robotrl.make_env('grasp') (the card's), or "
+                               "gymnasium.make('RobotrlGrasp-v0', max_steps=N, max_episode_steps=N)")
+        return int(self._max_steps)
 
     # ------------------------------------------------------------------ episode set-up
     def _randomize_object(self) -> tuple[np.ndarray, float]:
@@ -192,8 +205,9 @@ class GraspEnv(MujocoEnv):
         one_hot = np.zeros(len(SHAPES))
         one_hot[self.shape] = 1.0
         size = self.model.geom_size[self._shape_geoms[self.shape]]
+        remaining = (self.max_steps - self.steps) / self.max_steps
         return np.concatenate([pos, [math.sin(yaw), math.cos(yaw), opening], d.qpos[o:o + 3] - self.grip_point(),
-                               quat, size, one_hot])
+                               quat, size, one_hot, [remaining]])
 
 
 def _inertia(shape: str, size: np.ndarray, mass: float) -> np.ndarray:
