@@ -173,7 +173,8 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
         raise RobotrlError(f"config key 'n_step' must be at most the task's horizon ({horizon}), got {loop_cfg.n_step}")
     buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1, n_step=loop_cfg.n_step,
                           gamma=algo_cfg.gamma)
-    normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs)
+    space = env.observation_space
+    normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs, low=space.low, high=space.high)
     script = None
     if loop_cfg.warmup_policy == "scripted":
         if not hasattr(env.unwrapped, "scripted_policy"):

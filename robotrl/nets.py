@@ -188,14 +188,35 @@ class ObsNormalizer(nn.Module):
 
     forward() maps raw observations to clip((obs - mean) / sqrt(var + eps), ±clip) in float32.
     Disabled, it is the identity; exported policies embed it as buffers.
+
+    Dimensions whose observation-space bounds (`low`, `high`) are both finite have a known range: they are mapped
+    from [low, high] to [-1, 1] and never updated, so a feature the data has not yet covered (grasp's time left,
+    late in an episode) is not stretched far outside the range the networks trained on.
     """
 
-    def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0, eps: float = 1e-8):
+    def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0, eps: float = 1e-8,
+                 low: np.ndarray | None = None, high: np.ndarray | None = None):
         super().__init__()
         self.enabled, self.clip, self.eps = enabled, clip, eps
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
         self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
+        self.known = None  # (mask, centre, half-range squared) of the dimensions with finite bounds
+        if low is not None and high is not None:
+            low, high = np.broadcast_to(low, obs_dim), np.broadcast_to(high, obs_dim)
+            mask = np.isfinite(low) & np.isfinite(high) & (high > low)
+            if mask.any():
+                centre = np.where(mask, (np.where(mask, low, 0) + np.where(mask, high, 0)) / 2.0, 0.0)
+                half_range = np.where(mask, (np.where(mask, high, 1) - np.where(mask, low, 0)) / 2.0, 1.0)
+                self.known = (torch.from_numpy(mask), torch.from_numpy(centre).double(),
+                              torch.from_numpy(half_range**2).double())
+                self._fix_known()
+
+    @torch.no_grad()
+    def _fix_known(self) -> None:
+        if self.known is not None:
+            mask, centre, half_range_sq = self.known
+            self.mean[mask], self.var[mask] = centre[mask], half_range_sq[mask]
 
     @torch.no_grad()
     def update(self, obs: np.ndarray) -> None:
@@ -210,6 +231,7 @@ class ObsNormalizer(nn.Module):
         self.mean += delta * n / total
         self.var.copy_(m2 / total)
         self.count.copy_(total)
+        self._fix_known()
 
     def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, 1/std) as float32, for freezing into an exported module."""

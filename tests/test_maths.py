@@ -169,6 +169,17 @@ def test_obs_normalizer_matches_numpy_statistics():
     assert abs(out.mean()) < 1e-3 and out.std().item() == pytest.approx(1.0, abs=1e-2)
 
 
+def test_obs_normalizer_maps_dimensions_with_finite_bounds_by_their_range_and_never_updates_them():
+    rng = np.random.default_rng(1)
+    data = np.column_stack([rng.normal(3.0, 2.0, 500), rng.uniform(0.6, 1.0, 500)])  # dim 1 lives in [0, 1]
+    norm = ObsNormalizer(2, low=np.array([-np.inf, 0.0]), high=np.array([np.inf, 1.0]))
+    norm.update(data)
+    np.testing.assert_allclose(norm.mean.numpy(), [data[:, 0].mean(), 0.5], rtol=1e-10)
+    np.testing.assert_allclose(norm.var.numpy(), [data[:, 0].var(), 0.25], rtol=1e-10)
+    out = norm(torch.tensor([[3.0, 0.0], [3.0, 1.0]]))
+    assert out[:, 1].tolist() == pytest.approx([-1.0, 1.0], abs=1e-6)  # not (0 - 0.8) / 0.1 = -8
+
+
 def test_ddpg_act_is_deterministic_without_exploration_and_in_bounds_with_it():
     agent = DDPGAgent(3, 2, DDPGConfig(actor_hidden=(8,), critic_hidden=(8,)), seed=0)
     obs = np.ones(3, dtype=np.float32)

@@ -46,7 +46,10 @@ class GraspEnv(MujocoEnv):
                  **kwargs: Any):
         """max_steps: the horizon; robotrl.make_env passes the task card's (envs.HORIZON_KWARGS)."""
         self._max_steps, self.lift_seconds = max_steps, lift_seconds
-        obs_space = spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
+        # every entry is unbounded but the last, the fraction of the horizon left (its range is known: [0, 1])
+        low, high = np.full(OBS_DIM, -np.inf), np.full(OBS_DIM, np.inf)
+        low[-1], high[-1] = 0.0, 1.0
+        obs_space = spaces.Box(low, high, dtype=np.float64)
         kwargs.setdefault("camera_name", "front")
         super().__init__(str(data_dir("assets") / "grasp.xml"), frame_skip, obs_space, **kwargs)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
