@@ -23,10 +23,10 @@ def test_balances_the_pendulum_with_the_card_settings(trainer, steps):
 
 
 def test_qtopt_improves_on_the_noisy_scripted_policy_that_seeded_its_replay():
-    """A short QT-Opt run on grasp (small critic, one update per step) beats the noisy scripted grasp whose
+    """A short QT-Opt run on grasp (small critic, one update per step, 15k steps) beats the noisy scripted grasp whose
     episodes filled its warm-up, on the same held-out episodes (the run's report block)."""
     agent = QTOpt("grasp", seed=0, eval_every=0, hidden=[64, 64], batch_size=64, lr=1e-3, updates_per_step=1.0)
-    agent.learn(10_000)
+    agent.learn(15_000)  # at 10k steps seed 1 was still at 12% (seed 0: 38%); at 15k, 49% and 42%
     learned = agent.evaluate(episodes=100).success_rate
 
     env, script = make_env("grasp"), ScriptedGrasp()
