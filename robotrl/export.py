@@ -215,7 +215,9 @@ def card_evaluation(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     if ckpt.get("report") is not None:
         return {**ckpt["report"], "block": "report"}
     if ckpt.get("eval") is not None:
-        return {**ckpt["eval"], "block": "selection (predates evaluation protocol 2: seen by keep_best)"}
+        why = ("training stopped before its report evaluation" if ckpt.get("eval_protocol") is not None
+               else "predates evaluation protocol 2")
+        return {**ckpt["eval"], "block": f"selection ({why}: an episode block keep_best may have chosen on)"}
     return None
 
 
