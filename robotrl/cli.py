@@ -136,10 +136,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"robotrl: note: {note}", file=sys.stderr)
     result = {"mean_return": r.mean_return, "std_return": r.std_return, "success_rate": r.success_rate,
               "episodes": r.episodes, "returns": r.returns, "seed": r.seed,
-              "block": "report" if args.seed is None else "user seed"}
+              "block": r.block or "user seed"}
     lines = [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
              f"{r.episodes} episodes, success {_fmt_success(r.success_rate)} "
-             f"({'report block' if args.seed is None else 'seeds'} {r.seed}+i)"]
+             f"({'report block' if r.block else 'seeds'} {r.seed}+i)"]
     if args.video:
         result.update(video=str(args.video), frames=frames)
         lines.append(f"video: {args.video} ({frames} frames)")

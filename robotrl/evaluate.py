@@ -218,17 +218,24 @@ def default_eval_seed(meta: dict[str, Any], source: str | Path) -> tuple[int, st
     return eval_seed_base(train_seed, "report"), note
 
 
+def resolve_eval_seed(seed: int | None, meta: dict[str, Any], source: str | Path,
+                      notes: list[str] | None) -> tuple[int, str | None]:
+    """(first reset seed, block name or None): a given `seed` as it is, None as the policy's report block (whose
+    note, if any, is appended to `notes`)."""
+    if seed is not None:
+        return seed, None
+    seed, note = default_eval_seed(meta, source)
+    if note is not None and notes is not None:
+        notes.append(note)
+    return seed, "report"
+
+
 def evaluate_path(path: str | Path, episodes: int = 10, seed: int | None = None,
                   notes: list[str] | None = None) -> EvalResult:
     """Evaluate a run, checkpoint or exported policy; `seed` None means the policy's report block (see
     default_eval_seed), whose note, if any, is appended to `notes`."""
     policy, meta = load_policy_file(path)
-    block = None
-    if seed is None:
-        seed, note = default_eval_seed(meta, path)
-        block = "report"
-        if note is not None and notes is not None:
-            notes.append(note)
+    seed, block = resolve_eval_seed(seed, meta, path, notes)
     env = make_env(task_source(meta["task"], meta.get("env_spec")), normalize_actions=False)
     try:
         result = run_episodes(policy, env, episodes, seed)

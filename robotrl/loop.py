@@ -389,20 +389,18 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
                     last_save = time.perf_counter()
             bar.close()
             if stop.signum is not None:  # the state is at a step boundary: resume continues bit for bit
-                _end_session(run)
                 path = save_run(run)
                 raise TrainingInterrupted(stop.signum, f"{signal.Signals(stop.signum).name} at step {run.step} of "
                                           f"{steps}: checkpoint written to {path}; continue with: robotrl train "
                                           f"--resume {run.run_dir} --steps {steps}")
             if evaluate_at_end:  # the last selection evaluation (a keep_best candidate), then the report
                 _log_eval(run, logger, t0, step0, report=True)
-            _end_session(run)
             if run.run_dir is not None:
                 save_run(run)
     finally:
         bar.close()
         logger.close()
-        _end_session(run)
+        run.elapsed_s, run.session_start = run.elapsed_total(), None
     wall = time.perf_counter() - t0
     report = run.report
     return {"run_dir": str(run.run_dir) if run.run_dir else None, "steps": run.step,
@@ -412,10 +410,6 @@ def train(run: Run, steps: int, progress: bool = True, evaluate_at_end: bool = T
             "eval_block": "report", "eval_seed": report.seed if report else None, "wall_time_s": round(wall, 2),
             "policy_step": run.best["step"] if run.best is not None else run.step,
             "steps_per_s": round((run.step - step0) / max(wall, 1e-9), 1)}
-
-
-def _end_session(run: Run) -> None:
-    run.elapsed_s, run.session_start = run.elapsed_total(), None
 
 
 def _recent(run: Run) -> str:

@@ -201,22 +201,21 @@ class ObsNormalizer(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
         self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
-        self.known = None  # (mask, centre, half-range squared) of the dimensions with finite bounds
+        self.known = None  # (mask, centre, half-range squared) of the dimensions with finite bounds, in mask order
         if low is not None and high is not None:
             low, high = np.broadcast_to(low, obs_dim), np.broadcast_to(high, obs_dim)
             mask = np.isfinite(low) & np.isfinite(high) & (high > low)
             if mask.any():
-                centre = np.where(mask, (np.where(mask, low, 0) + np.where(mask, high, 0)) / 2.0, 0.0)
-                half_range = np.where(mask, (np.where(mask, high, 1) - np.where(mask, low, 0)) / 2.0, 1.0)
-                self.known = (torch.from_numpy(mask), torch.from_numpy(centre).double(),
-                              torch.from_numpy(half_range**2).double())
+                low, high = low[mask].astype(np.float64), high[mask].astype(np.float64)
+                self.known = (torch.from_numpy(mask), torch.from_numpy((low + high) / 2.0),
+                              torch.from_numpy(((high - low) / 2.0) ** 2))
                 self._fix_known()
 
     @torch.no_grad()
     def _fix_known(self) -> None:
         if self.known is not None:
             mask, centre, half_range_sq = self.known
-            self.mean[mask], self.var[mask] = centre[mask], half_range_sq[mask]
+            self.mean[mask], self.var[mask] = centre, half_range_sq
 
     @torch.no_grad()
     def update(self, obs: np.ndarray) -> None:

@@ -119,14 +119,11 @@ def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int,
 
     Returns (EvalResult, frames written). Nothing is left at `video` unless the whole video was written."""
     from robotrl.envs import make_env, task_source
-    from robotrl.evaluate import default_eval_seed, load_policy_file, run_episodes
+    from robotrl.evaluate import load_policy_file, resolve_eval_seed, run_episodes
 
     path = check_video_path(video, size)
     policy, meta = load_policy_file(policy_path)
-    if seed is None:
-        seed, note = default_eval_seed(meta, policy_path)
-        if note is not None and notes is not None:
-            notes.append(note)
+    seed, block = resolve_eval_seed(seed, meta, policy_path, notes)
     ensure_gl_backend()
     render = {"render_mode": "rgb_array", "width": size[0], "height": size[1]}
     source = task_source(meta["task"], meta.get("env_spec"), **render)
@@ -138,6 +135,7 @@ def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int,
             raise RobotrlError(f"--fps must be positive, got {fps}")
         recorder = VideoRecorder(path, episodes, fps)
         result = run_episodes(policy, env, episodes, seed, observer=recorder)
+        result.block = block
         recorder.finish()
         return result, recorder.frames
     except BaseException:

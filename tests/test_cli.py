@@ -238,8 +238,8 @@ def _agent_tensors(path: Path) -> dict:
     import torch
 
     ckpt = torch.load(path, weights_only=True)
-    return {f"{net}.{k}": v for net, sd in ckpt["agent"].items() if isinstance(sd, dict) and net != "critic_opt"
-            and net != "actor_opt" and net != "alpha_opt" for k, v in sd.items()}
+    return {f"{net}.{k}": v for net, sd in ckpt["agent"].items() if isinstance(sd, dict) and not net.endswith("_opt")
+            for k, v in sd.items()}
 
 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])

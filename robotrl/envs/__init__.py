@@ -80,8 +80,9 @@ def load_card(name: str) -> TaskCard:
 
 def env_spec_json(env: gym.Env) -> str:
     """A user's gymnasium env as its full spec in JSON (id, make kwargs, max_episode_steps, gymnasium's own
-    wrappers), after checking that the spec rebuilds it: evaluation, resume and export rebuild the env from this,
-    so an env the spec cannot describe is refused here rather than silently swapped for another MDP later."""
+    wrappers): evaluation, resume and export rebuild the env from this (env_from_spec; build_run does so at once
+    for its evaluation env), so an env the spec cannot describe is refused rather than silently swapped for
+    another MDP later."""
     spec = env.spec
     if spec is None:
         raise RobotrlError("a gymnasium env passed to robotrl needs a registered spec: build it with gymnasium.make")
@@ -92,14 +93,10 @@ def env_spec_json(env: gym.Env) -> str:
                            "entry point applies it (gymnasium.register), or make the wrapper inherit "
                            "gymnasium.utils.RecordConstructorArgs")
     try:
-        text = spec.to_json()
-        env_from_spec(text).close()
-    except RobotrlError:
-        raise
-    except Exception as exc:  # gymnasium's own words: kwargs that are not JSON, an entry point that will not load
-        raise RobotrlError(f"robotrl cannot rebuild the env {spec.id} from its spec ({first_line(exc)}); register an "
+        return spec.to_json()
+    except Exception as exc:  # gymnasium's own words: kwargs that are not JSON
+        raise RobotrlError(f"robotrl cannot record the env {spec.id} by its spec ({first_line(exc)}); register an "
                            "env id that builds it with JSON-serialisable kwargs") from None
-    return text
 
 
 def env_from_spec(spec_json: str, **make_kwargs: Any) -> gym.Env:
