@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from robotrl.config import RobotrlError
+from robotrl.envs.goal import flatten_goal_obs
 from robotrl.evaluate import EvalResult, load_policy_file
 from robotrl.export import DEFAULT_FORMATS, ExportResult, export_checkpoint
 from robotrl.loop import Run, build_run, evaluate_run, load_run, run_policy, save_run, train
@@ -105,7 +106,15 @@ class LoadedPolicy:
     def __init__(self, module: torch.nn.Module, card: dict[str, Any]) -> None:
         self.module, self.card = module, card
 
-    def __call__(self, obs: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    def __call__(self, obs: np.ndarray | torch.Tensor | dict[str, Any]) -> np.ndarray | torch.Tensor:
+        """A goal-conditioned policy also takes the env's Dict observation (observation, achieved_goal,
+        desired_goal: single vectors or batches), flattened in the card's order."""
+        if isinstance(obs, dict):
+            goal = self.card.get("goal_observation")
+            if goal is None:
+                raise ValueError(f"this policy takes a flat observation vector of width "
+                                 f"{self.card.get('observation_shape', ['?'])[0]}, not a dict")
+            obs = flatten_goal_obs(obs, goal["widths"])
         width = self.card.get("observation_shape", [None])[0]
         # The exported module raises on a wrong width as well, but from TorchScript, AOTInductor or ONNX Runtime
         # each in its own multi-line words; one plain ValueError here says it the same way for every format.

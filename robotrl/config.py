@@ -86,6 +86,12 @@ class LoopConfig:
     n_step: int = 1
     """Steps per Bellman target: sum_{j<k} gamma^j r_{t+j} + gamma^k V(s_{t+k}), k <= n_step, the window cut at
     the episode's end (termination: no bootstrap; time limit: bootstrap from the final observation)."""
+    her_goals: int = 0
+    """Hindsight experience replay (Andrychowicz et al. 2017, "future" strategy) for goal-conditioned tasks: each
+    sampled transition has its desired goal replaced, with probability her_goals / (her_goals + 1), by a goal the
+    same episode achieved at that step or later, and its reward recomputed by the env's compute_reward (k relabelled
+    goals per real one; the paper's k = 4). 0 disables. Needs n_step 1 and an env that does not terminate on
+    reaching its goal."""
     updates_per_step: float = 1.0
     """Update-to-data ratio: gradient updates per environment step (may be fractional, e.g. 0.5)."""
     eval_every: int = 5_000
@@ -178,7 +184,8 @@ _WIDTHS = ((lambda v: all(w >= 1 for w in v)), "a list of positive layer widths"
 # Allowed values of numeric keys (keys are flat and unique across LoopConfig and every algorithm's config).
 LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "total_steps": _at_least(1), "warmup_steps": _at_least(0), "warmup_noise": _at_least(0), "batch_size": _at_least(1),
-    "buffer_size": _at_least(1), "n_step": _at_least(1), "updates_per_step": _POSITIVE, "eval_every": _at_least(0),
+    "buffer_size": _at_least(1), "n_step": _at_least(1), "her_goals": _at_least(0), "updates_per_step": _POSITIVE,
+    "eval_every": _at_least(0),
     "eval_episodes": _at_least(1), "checkpoint_every": _at_least(0), "checkpoint_minutes": _at_least(0),
     "torch_threads": _at_least(1),
     "gamma": _UNIT, "tau": _UNIT, "actor_lr": _POSITIVE, "critic_lr": _POSITIVE, "lr": _POSITIVE,

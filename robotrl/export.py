@@ -36,6 +36,7 @@ from robotrl._version import __version__
 from robotrl.checkpoint import give_default_file_mode, load_checkpoint
 from robotrl.config import RobotrlError, first_line
 from robotrl.envs import make_env, task_source
+from robotrl.envs.goal import GOAL_KEYS, goal_wrapper, observation_layout
 from robotrl.evaluate import ONNX_HINT, ONNXPolicy, policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
 
@@ -209,6 +210,24 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
     return ExportResult(str(out), str(card_path), diffs["pt"], int(observations.shape[0]), files, diffs)
 
 
+def interface_card(env: gym.Env) -> dict[str, Any]:
+    """What a robot's own code needs to build the input and read the output without robotrl: for goal-conditioned
+    tasks the flat vector's layout (name, unit, [start, stop) per block) and the Dict keys' widths; the action
+    layout and the control scheme where the env states them."""
+    card: dict[str, Any] = {}
+    goals = goal_wrapper(env)
+    if goals is not None:
+        card["observation_layout"] = observation_layout(goals, goals.widths)
+        card["goal_observation"] = {"keys": list(GOAL_KEYS), "widths": goals.widths,
+                                    "note": "the flat input is the keys' vectors concatenated in this order"}
+    u = env.unwrapped
+    if hasattr(u, "action_layout"):
+        card["action_layout"] = u.action_layout()
+    if hasattr(u, "control_spec"):
+        card["control"] = u.control_spec()
+    return card
+
+
 def card_evaluation(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     """The figure a card states: the deployed policy on the run's report block (protocol 2). A checkpoint from
     before the protocol has only its last training evaluation, labelled as such."""
@@ -245,6 +264,7 @@ def export_checkpoint(path: str | Path, out: str | Path, command: str | None = N
         "output": "action in actuator units, clamped to [action_low, action_high]; non-finite input gives "
                   "the bounds' midpoint",
     }
+    card.update(interface_card(env))
     if ckpt.get("commands"):
         card["train_commands"] = ckpt["commands"]
     if command:

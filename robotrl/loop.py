@@ -48,9 +48,10 @@ from robotrl.envs import (
     set_env_state,
     task_source,
 )
+from robotrl.envs.goal import goal_wrapper
 from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.nets import DeployedPolicy, ObsNormalizer
-from robotrl.replay import ReplayBuffer
+from robotrl.replay import Hindsight, ReplayBuffer
 
 CSV_BASE_COLUMNS = ["step", "episodes", "time_s", "steps_per_s", "recent_return", "eval_block",
                     "eval_mean_return", "eval_std_return", "eval_success_rate"]
@@ -172,7 +173,7 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     if horizon is not None and loop_cfg.n_step > horizon:
         raise RobotrlError(f"config key 'n_step' must be at most the task's horizon ({horizon}), got {loop_cfg.n_step}")
     buffer = ReplayBuffer(obs_dim, action_dim, loop_cfg.buffer_size, seed=seed + 1, n_step=loop_cfg.n_step,
-                          gamma=algo_cfg.gamma)
+                          gamma=algo_cfg.gamma, hindsight=_hindsight(env, loop_cfg, name))
     space = env.observation_space
     normalizer = ObsNormalizer(obs_dim, enabled=loop_cfg.normalize_obs, low=space.low, high=space.high)
     script = None
@@ -184,6 +185,19 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
                eval_env=eval_env, agent=agent, buffer=buffer, normalizer=normalizer,
                run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2),
                script=script, env_spec=env_spec)
+
+
+def _hindsight(env: gym.Env, cfg: LoopConfig, name: str) -> Hindsight | None:
+    if cfg.her_goals == 0:
+        return None
+    goals = goal_wrapper(env)
+    if goals is None:
+        raise RobotrlError(f"config key 'her_goals' needs a goal-conditioned task (a Dict observation with "
+                           f"observation, achieved_goal, desired_goal); '{name}' is not one: set her_goals 0")
+    if cfg.n_step != 1:
+        raise RobotrlError(f"config key 'her_goals' needs n_step 1, got n_step {cfg.n_step}")
+    return Hindsight(cfg.her_goals, goals.slices["achieved_goal"], goals.slices["desired_goal"],
+                     lambda achieved, desired: goals.compute_reward(achieved, desired, None))
 
 
 def _normalized(run: Run, obs: np.ndarray) -> np.ndarray:

@@ -4,10 +4,15 @@ With n_step > 1 a sample is an n-step transition assembled at sampling time from
 R = sum_{j<k} gamma^j r_{t+j}, bootstrapped from s_{t+k} with gamma^k, where the window of k <= n steps stops
 after the step that ends the episode (termination: no bootstrap; time-limit truncation: bootstrap from the real
 final observation) and at the newest stored step (Sutton & Barto 2018, section 7.1; Hessel et al. 2018).
+
+With a Hindsight spec the buffer relabels goals at sampling time (Andrychowicz et al. 2017, "future" strategy): a
+sampled transition (s_t, a_t, s_{t+1}) of an episode ending at step T keeps its goal with probability 1/(k+1) and
+otherwise takes the goal achieved at s_{f+1} for a uniform f in [t, T]; its reward is recomputed for that goal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +35,30 @@ class Batch:
         return gamma if self.discount is None else self.discount
 
 
+@dataclass
+class Hindsight:
+    """Where the goals sit in the stored observation vectors, and how a reward follows from (achieved, desired)."""
+
+    goals: int
+    """k: relabelled goals per real one; a sample is relabelled with probability k / (k + 1)."""
+    achieved: tuple[int, int]
+    desired: tuple[int, int]
+    reward: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    """Vectorised over rows: the env's compute_reward(achieved_goal, desired_goal)."""
+
+
 class ReplayBuffer:
     ARRAYS = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
 
     def __init__(self, obs_dim: int, action_dim: int, capacity: int, seed: int | None = None, n_step: int = 1,
-                 gamma: float = 0.99) -> None:
+                 gamma: float = 0.99, hindsight: Hindsight | None = None) -> None:
+        if hindsight is not None and n_step != 1:
+            raise ValueError("hindsight relabelling needs n_step 1")
         self.capacity, self.n_step, self.gamma = int(capacity), int(n_step), float(gamma)
+        self.hindsight = hindsight
+        # hindsight: the stored position of each transition's episode's last step (-1 while the episode is open)
+        self.episode_last = np.full(self.capacity, -1, dtype=np.int64) if hindsight is not None else None
+        self.episode_start = 0
         self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.action = np.zeros((self.capacity, action_dim), dtype=np.float32)
@@ -60,6 +83,13 @@ class ReplayBuffer:
         self.next_obs[i] = next_obs
         self.terminated[i] = float(terminated)
         self.episode_end[i] = float(terminated if episode_end is None else episode_end)
+        if self.episode_last is not None:
+            self.episode_last[i] = -1
+            if self.episode_end[i]:
+                length = (i - self.episode_start) % self.capacity + 1
+                self.episode_last[(self.episode_start + np.arange(length)) % self.capacity] = i
+        if self.episode_end[i]:
+            self.episode_start = (i + 1) % self.capacity
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -73,6 +103,9 @@ class ReplayBuffer:
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(device)
 
+        if self.hindsight is not None:
+            obs, reward, next_obs = self._relabelled(idx)
+            return Batch(t(obs), t(self.action[idx]), t(reward), t(next_obs), t(self.terminated[idx]))
         if self.n_step == 1:
             return Batch(t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]),
                          t(self.terminated[idx]))
@@ -90,13 +123,34 @@ class ReplayBuffer:
         return Batch(t(self.obs[idx]), t(self.action[idx]), t(reward), t(self.next_obs[last]),
                      t(self.terminated[last]), t(discount))
 
+    def _relabelled(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """obs, reward, next_obs of the transitions at `idx`, a k/(k+1) share with a future achieved goal."""
+        her = self.hindsight
+        obs, reward, next_obs = self.obs[idx], self.reward[idx], self.next_obs[idx]  # copies (fancy indexing)
+        last = self.episode_last[idx]
+        last = np.where(last < 0, (self.pos - 1) % self.capacity, last)  # an open episode ends, so far, at the newest
+        span = (last - idx) % self.capacity  # stored steps after idx in its episode
+        future = (idx + (self.rng.random(len(idx)) * (span + 1)).astype(np.int64)) % self.capacity
+        chosen = np.flatnonzero(self.rng.random(len(idx)) < her.goals / (her.goals + 1))
+        (a0, a1), (d0, d1) = her.achieved, her.desired
+        goal = self.next_obs[future[chosen], a0:a1]
+        obs[chosen, d0:d1] = goal
+        next_obs[chosen, d0:d1] = goal
+        if len(chosen):
+            reward[chosen] = her.reward(next_obs[chosen, a0:a1], goal)
+        return obs, reward, next_obs
+
     def state_dict(self) -> dict[str, Any]:
         """Only the filled part is saved, in insertion order independent of capacity."""
         n = self.size
-        return {
+        sd = {
             "capacity": self.capacity, "pos": self.pos, "size": n, "rng": self.rng.bit_generator.state,
+            "episode_start": self.episode_start,
             **{name: torch.from_numpy(getattr(self, name)[:n].copy()) for name in self.ARRAYS},
         }
+        if self.episode_last is not None:
+            sd["episode_last"] = torch.from_numpy(self.episode_last[:n].copy())
+        return sd
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if sd["capacity"] != self.capacity:
@@ -106,5 +160,10 @@ class ReplayBuffer:
             # replays saved before episode_end existed: their episode ends are known only where they terminated
             value = sd.get(name, sd["terminated"]) if name == "episode_end" else sd[name]
             getattr(self, name)[:n] = value.numpy()
+        if self.episode_last is not None:
+            if "episode_last" not in sd:
+                raise ValueError("the saved replay has no hindsight episode index (it was written with her_goals 0)")
+            self.episode_last[:n] = sd["episode_last"].numpy()
         self.pos, self.size = sd["pos"], n
+        self.episode_start = sd.get("episode_start", self.pos)
         self.rng.bit_generator.state = sd["rng"]

@@ -14,9 +14,13 @@ import yaml
 from gymnasium.wrappers import RescaleAction
 
 from robotrl.config import RobotrlError, first_line
+from robotrl.envs.goal import GoalObservation, is_goal_space
 from robotrl.resources import data_dir
 
 gym.register(id="RobotrlGrasp-v0", entry_point="robotrl.envs.grasp:GraspEnv")
+gym.register(id="RobotrlPandaReach-v0", entry_point="robotrl.envs.panda:PandaReachEnv")
+gym.register(id="RobotrlPandaPush-v0", entry_point="robotrl.envs.panda:PandaPushEnv")
+gym.register(id="RobotrlPandaPick-v0", entry_point="robotrl.envs.panda:PandaPickEnv")
 # robotrl's own envs whose episode end is part of the task (grasp's forced lift test): make_env passes the card's
 # horizon to them under this keyword as well as to gymnasium's TimeLimit, so the card is the one source.
 HORIZON_KWARGS = {"RobotrlGrasp-v0": "max_steps"}
@@ -144,17 +148,24 @@ class SuccessInfo(gym.Wrapper):
 def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
              render_mode: str | None = None, render_size: tuple[int, int] | None = None) -> gym.Env:
     """Build the task's env. With normalize_actions the agent side acts in [-1, 1]; the rescale to the
-    actuator bounds (which may differ per dimension) happens here, once."""
+    actuator bounds (which may differ per dimension) happens here, once. A goal-conditioned env's Dict observation
+    becomes one flat vector (robotrl.envs.goal)."""
     if isinstance(task, gym.Env):
         env = task
     else:
         card = task if isinstance(task, TaskCard) else load_card(task)
         size = {"width": render_size[0], "height": render_size[1]} if render_size else {}
         horizon = {HORIZON_KWARGS[card.env_id]: card.horizon} if card.env_id in HORIZON_KWARGS else {}
-        env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **size,
-                       **horizon, **card.env_kwargs)
+        try:
+            env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **size,
+                           **horizon, **card.env_kwargs)
+        except TypeError as exc:  # an env_kwargs key the env does not take
+            raise RobotrlError(f"task card '{card.name}': env_kwargs do not fit {card.env_id}: {first_line(exc)}") \
+                from None
         if card.success is not None:
             env = SuccessInfo(env, card.success)
+    if is_goal_space(env.observation_space):
+        env = GoalObservation(env)
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
         raise RobotrlError(f"robotrl needs a flat Box action space, got {env.action_space}")
     if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
