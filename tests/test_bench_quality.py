@@ -80,3 +80,20 @@ def test_tiny_benchmark_prints_a_row_per_library_and_plots_both(capsys, tmp_path
         assert image.size == (800, 500)
     assert bench.main(["--load", str(tmp_path / "q.json")]) == 0
     assert "| pendulum | sac | sb3 | 3 | 300 |" in capsys.readouterr().out
+
+
+def test_a_goal_task_runs_sb3_with_its_own_hindsight_buffer_on_the_dict_observation(capsys):
+    from stable_baselines3 import HerReplayBuffer
+
+    bench = _bench()
+    loop_cfg, algo_cfg = _configs("panda-reach", "sac")
+    kwargs = bench.sb3_kwargs("sac", loop_cfg, algo_cfg, 4)
+    assert kwargs["replay_buffer_class"] is HerReplayBuffer
+    assert kwargs["replay_buffer_kwargs"] == {"n_sampled_goal": loop_cfg.her_goals, "goal_selection_strategy": "future"}
+    code = bench.main(["--task", "panda-reach", "--algos", "sac", "--steps", "200", "--seeds", "1", "--episodes", "2",
+                       "--set", "warmup_steps=100", "--set", "eval_every=100", "--set", "batch_size=32", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["library"] for r in rows) == ["robotrl", "sb3"]
+    for r in rows:
+        assert r["steps"] == 200 and -50 <= r["mean_return"] <= 0 and 0 <= r["success_rate"] <= 1

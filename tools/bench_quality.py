@@ -35,6 +35,7 @@ import torch
 from robotrl.algos import get_algo
 from robotrl.config import RobotrlError, eval_seed_base, parse_overrides, split_run_config
 from robotrl.envs import load_card, make_env
+from robotrl.envs.goal import goal_wrapper
 from robotrl.evaluate import run_episodes
 from robotrl.loop import build_run, run_policy, run_values, train
 
@@ -61,6 +62,13 @@ def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict
         gradient_steps=gradient_steps, device="cpu",
         policy_kwargs=dict(net_arch=dict(pi=list(algo_cfg.actor_hidden), qf=list(algo_cfg.critic_hidden))),
     )
+    if loop_cfg.her_goals > 0:  # SB3's own hindsight buffer on the env's Dict observation
+        from stable_baselines3 import HerReplayBuffer
+
+        if loop_cfg.n_step != 1:
+            raise RobotrlError("hindsight needs n_step 1")
+        kwargs.update(replay_buffer_class=HerReplayBuffer,
+                      replay_buffer_kwargs=dict(n_sampled_goal=loop_cfg.her_goals, goal_selection_strategy="future"))
     if algo == "sac":
         kwargs["ent_coef"] = f"auto_{algo_cfg.init_alpha}" if algo_cfg.learn_alpha else algo_cfg.init_alpha
         kwargs["target_entropy"] = "auto"  # -|A|, as robotrl
@@ -101,16 +109,19 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     torch.set_num_threads(loop_cfg.torch_threads)
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
-    venv = DummyVecEnv([lambda: make_env(card)])
+    goals = goal_wrapper(eval_env)  # goal tasks: SB3 trains on the Dict observation (MultiInputPolicy + HER)
+    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=goals is None)])
     venv.seed(seed)
     if loop_cfg.normalize_obs:  # robotrl's running normaliser; SB3's counterpart is VecNormalize (obs only)
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
     cls = getattr(stable_baselines3, algo.upper())
     kwargs = sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0])
-    model = cls("MlpPolicy", venv, seed=seed, verbose=0, **kwargs)
+    model = cls("MlpPolicy" if goals is None else "MultiInputPolicy", venv, seed=seed, verbose=0, **kwargs)
 
     def policy(obs: torch.Tensor) -> torch.Tensor:
         o = obs.numpy()[None]
+        if goals is not None:  # robotrl's evaluation env gives the flat vector; SB3's policy takes the Dict
+            o = {key: o[:, lo:hi] for key, (lo, hi) in goals.slices.items()}
         if isinstance(venv, VecNormalize):
             o = venv.normalize_obs(o)
         action, _ = model.predict(o, deterministic=True)

@@ -146,10 +146,12 @@ class SuccessInfo(gym.Wrapper):
 
 
 def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
-             render_mode: str | None = None, render_size: tuple[int, int] | None = None) -> gym.Env:
+             render_mode: str | None = None, render_size: tuple[int, int] | None = None,
+             flatten_goals: bool = True) -> gym.Env:
     """Build the task's env. With normalize_actions the agent side acts in [-1, 1]; the rescale to the
     actuator bounds (which may differ per dimension) happens here, once. A goal-conditioned env's Dict observation
-    becomes one flat vector (robotrl.envs.goal)."""
+    becomes one flat vector (robotrl.envs.goal) unless flatten_goals is False (a peer library's own HER buffer
+    wants the Dict)."""
     if isinstance(task, gym.Env):
         env = task
     else:
@@ -164,7 +166,7 @@ def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
                 from None
         if card.success is not None:
             env = SuccessInfo(env, card.success)
-    if is_goal_space(env.observation_space):
+    if flatten_goals and is_goal_space(env.observation_space):
         env = GoalObservation(env)
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
         raise RobotrlError(f"robotrl needs a flat Box action space, got {env.action_space}")

@@ -45,6 +45,9 @@ HOME_QPOS = np.array([0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853])
 PREFIX = "panda/"  # names of the robot's elements in the composed scene
 FINGER_MAX = 0.04  # each finger's travel, metres (actuator8 commands finger_joint1; an equality couples the other)
 START_TCP = np.array([0.45, 0.0, 0.2])
+# The TCP's orientation the IK holds (columns: its x, y, z axes in the world): the hand pointing straight down with
+# the fingers closing along world x
+TCP_ROTATION = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]])
 # Where the TCP target may go (metres, world frame; the table top is z = 0)
 WORKSPACE_LOW = np.array([0.25, -0.3, 0.005])
 WORKSPACE_HIGH = np.array([0.7, 0.3, 0.45])
@@ -195,7 +198,6 @@ class PandaEnv(MujocoEnv):
         self._cube = m.joint("cube").qposadr[0] if self.with_cube else None
         self._cube_dof = m.joint("cube").dofadr[0] if self.with_cube else None
         self._home = self._solve_home()
-        self._tcp_rot = self._home_rotation
         self.goal = START_TCP.copy()
         n_act = 4 if control == "ee" else 8
         self.action_space = spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
@@ -215,10 +217,8 @@ class PandaEnv(MujocoEnv):
         m, d = self.model, mujoco.MjData(self.model)
         d.qpos[self.ik.qadr] = HOME_QPOS
         mujoco.mj_kinematics(m, d)
-        down = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]])  # hand's fingers along world y, z pointing down
-        self._home_rotation = down
         for _ in range(200):
-            d.qpos[self.ik.qadr] = self.ik.joint_targets(d, START_TCP, down)
+            d.qpos[self.ik.qadr] = self.ik.joint_targets(d, START_TCP, TCP_ROTATION)
             mujoco.mj_kinematics(m, d)
             mujoco.mj_comPos(m, d)
         return d.qpos[self.ik.qadr].copy()
@@ -252,7 +252,7 @@ class PandaEnv(MujocoEnv):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         if self.control == "ee":
             target = np.clip(self.tcp_position() + MAX_TCP_STEP * action[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
-            arm = self.ik.joint_targets(self.data, target, self._tcp_rot)
+            arm = self.ik.joint_targets(self.data, target, TCP_ROTATION)
         else:
             arm = np.clip(self.data.qpos[self.ik.qadr] + MAX_JOINT_STEP * action[:7], self.ik.low, self.ik.high)
         self.data.ctrl[:7] = arm
@@ -328,7 +328,7 @@ class PandaEnv(MujocoEnv):
                          "workspace_high_m": WORKSPACE_HIGH.tolist(), "tcp_offset_from_flange_m": TCP_OFFSET,
                          "ik": {"method": "damped least squares, one step per control step", "damping": IK_DAMPING,
                                 "nullspace_gain": IK_NULLSPACE_GAIN, "max_joint_step_rad": IK_MAX_JOINT_STEP,
-                                "home_qpos": HOME_QPOS.tolist(), "tcp_rotation": self._tcp_rot.tolist()}})
+                                "home_qpos": HOME_QPOS.tolist(), "tcp_rotation": TCP_ROTATION.tolist()}})
         else:
             spec["max_joint_step_rad"] = MAX_JOINT_STEP
         return spec
