@@ -152,7 +152,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     r = export_checkpoint(args.path, args.output, command=_command_line(), formats=args.format)
     _emit({"path": r.path, "card": r.card_path, "max_abs_diff": r.max_abs_diff, "files": r.files,
            "max_abs_diffs": r.max_abs_diffs}, args.json,
-          [f"exported {path} (max |diff| {r.max_abs_diffs[fmt]:.2g})" for fmt, path in r.files.items()]
+          [f"exported {path}" + (f" (max |diff| {r.max_abs_diffs[fmt]:.2g})" if fmt in r.max_abs_diffs else " (scene)")
+           for fmt, path in r.files.items()]
           + [f"card {r.card_path}; verified on {r.observations_checked} observations"])
 
 

@@ -194,15 +194,26 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
                 raise RobotrlError(f"export verification failed: the reloaded .{fmt} differs from the agent by "
                                    f"{diffs[fmt]:.3g} (> {MAX_ABS_DIFF}); nothing written to {out.parent}")
         files = {fmt: str(out.with_suffix(f".{fmt}")) for fmt in formats}
+        scene = getattr(env.unwrapped, "runtime_scene", None)
+        if scene is not None:  # a scene composed in code: the C++ runtime loads it instead of robotrl's sources
+            import mujoco
+
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mjb", dir=out.parent)
+            os.close(fd)
+            temporaries["mjb"] = Path(tmp)
+            mujoco.mj_saveModel(scene(), tmp, None)
+            files["mjb"] = str(out.with_suffix(".mjb"))
+            card["scene"] = {"file": Path(files["mjb"]).name, "mujoco_version": mujoco.__version__,
+                             "format": "MuJoCo binary model (mj_saveModel/mj_loadModel), meshes included"}
         card = {**card, "verified_max_abs_diff": diffs["pt"], "observations_checked": int(observations.shape[0]),
                 "files": {fmt: {"file": Path(files[fmt]).name, "verified_max_abs_diff": diffs[fmt],
                                 "input": FORMAT_INPUTS[fmt]} for fmt in formats}}
         card_path = out.with_suffix(".json")
         card_tmp = card_path.with_name(f".{card_path.name}.tmp")
         card_tmp.write_text(json.dumps(card, indent=2) + "\n")
-        for fmt, tmp in temporaries.items():
+        for kind, tmp in temporaries.items():
             give_default_file_mode(tmp)
-            os.replace(tmp, files[fmt])
+            os.replace(tmp, files[kind])
         os.replace(card_tmp, card_path)
     finally:
         for tmp in temporaries.values():

@@ -185,6 +185,8 @@ def test_export_card_layouts_and_load_policy_take_the_dict_or_the_flat_vector(tm
     assert [a["name"] for a in card["action_layout"]] == ["tcp_dx", "tcp_dy", "tcp_dz", "fingers"]
     assert card["control"]["rate_hz"] == 25.0 and card["control"]["substeps"] == 8
     assert card["goal_observation"]["widths"] == {"observation": 15, "achieved_goal": 3, "desired_goal": 3}
+    scene = mujoco.MjModel.from_binary_path(str(tmp_path / card["scene"]["file"]))  # for the C++ runtime
+    assert scene.nmesh == 0 and scene.nq == agent.run.env.unwrapped.model.nq and scene.key("home").id == 0
 
     policy = robotrl.load_policy(tmp_path / "p.pt")
     env = gym.make("RobotrlPandaReach-v0", max_episode_steps=50)

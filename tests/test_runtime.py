@@ -36,7 +36,8 @@ RETURN_TOLERANCE = 1e-4
 # The -pt2 cases load the AOTInductor package (--format pt2) in both Python and C++.
 PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pendulum-balancing", [0, 1]),
                 ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0]),
-                ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0])]
+                ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0]),
+                ("panda-reach", "panda-reach-sac", [0, 1])]
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Episode:
     observations: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
+    goal: list[float] | None = None  # goal tasks: the episode's goal, which lives outside qpos
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +67,15 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     observation."""
     out = tmp_path_factory.mktemp("policies")
     paths = {"reach-sac": SHIPPED_REACH_POLICY}
-    for task in ("pendulum", "cheetah"):
+    for task in ("pendulum", "cheetah", "panda-reach"):
         agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
                     eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
         agent.learn(200)
-        exported = agent.export(out / f"{task}-sac.pt", formats="pt,pt2")
-        paths[f"{task}-sac"], paths[f"{task}-sac-pt2"] = Path(exported.files["pt"]), Path(exported.files["pt2"])
+        formats = "pt" if task == "panda-reach" else "pt,pt2"  # (the .pt2 path is the same for every task)
+        exported = agent.export(out / f"{task}-sac.pt", formats=formats)
+        paths[f"{task}-sac"] = Path(exported.files["pt"])
+        if "pt2" in exported.files:
+            paths[f"{task}-sac-pt2"] = Path(exported.files["pt2"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     return paths
 
@@ -112,8 +117,9 @@ def python_episode(task: str, policy_path: Path, seed: int) -> Episode:
         obs, reward, terminated, truncated, _ = env.step(action)
         rewards.append(float(reward))
         done = terminated or truncated
+    goal = env.unwrapped.goal.tolist() if hasattr(env.unwrapped, "goal") else None
     env.close()
-    return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards))
+    return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards), goal)
 
 
 def recorded_episodes(record_path: Path) -> list[Episode]:
@@ -128,7 +134,8 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
                                             seeds: list[int], tmp_path: Path) -> None:
     expected = [python_episode(task, policies[policy], seed) for seed in seeds]
     states = tmp_path / "initial_states.json"
-    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel} for e in expected]))
+    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel, **({"goal": e.goal} if e.goal else {})}
+                                  for e in expected]))
     record = tmp_path / "record.json"
 
     result = run_runtime(runtime, "--policy", policies[policy], "--task", task, "--initial-states", states,
@@ -317,3 +324,28 @@ def test_runtime_guard_replaces_nan_actions_with_the_midpoint(runtime: Path, tmp
     assert summary["unsafe_actions"] == 50 and math.isfinite(summary["mean_return"])
     actions = recorded_episodes(record)[0].actions
     assert actions.shape == (50, 2) and np.all(actions == [0.0, 0.5])
+
+
+def test_a_panda_scene_or_goal_that_is_missing_is_a_one_line_error(runtime: Path, policies: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    exported = policies["panda-reach-sac"]
+    states = tmp_path / "states.json"
+    episode = python_episode("panda-reach", exported, 0)
+    states.write_text(json.dumps([{"qpos": episode.qpos, "qvel": episode.qvel}]))
+    result = run_runtime(runtime, "--policy", exported, "--task", "panda-reach", "--initial-states", states)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert 'needs "goal"' in result.stderr
+
+    lonely = tmp_path / "alone" / "panda.pt"  # the policy without its card and scene
+    lonely.parent.mkdir()
+    shutil.copy(exported, lonely)
+    result = run_runtime(runtime, "--policy", lonely, "--task", "panda-reach")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "loads its scene from the policy's card" in result.stderr and "--model" in result.stderr
+
+    card = json.loads(exported.with_suffix(".json").read_text())
+    scene = exported.with_name(card["scene"]["file"])
+    result = run_runtime(runtime, "--policy", lonely, "--task", "panda-reach", "--model", scene, "--episodes", "1",
+                         "--json")
+    assert result.returncode == 0, result.stderr
+    assert last_json_line(result.stdout)["episodes"] == 1

@@ -117,8 +117,34 @@ def scene_spec(with_cube: bool) -> mujoco.MjSpec:
 
 
 @functools.lru_cache(maxsize=4)
-def _compiled(with_cube: bool) -> mujoco.MjModel:
-    return scene_spec(with_cube).compile()  # ~1.5 s (meshes): compiled once per process, copied per env
+def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
+    """The scene compiled once per process (~1.5 s, the meshes; each env gets a copy), with a keyframe "home": the
+    arm posture that puts the TCP at START_TCP pointing down (kinematic IK from HOME_QPOS), fingers open.
+
+    Without `meshes`, the scene the C++ runtime loads (0.3 MB instead of 35): every mesh geom is dropped. They are
+    all visual or contype-0 geoms and the bodies' inertias are explicit, so the physics is the same to the bit (the
+    runtime parity test checks it)."""
+    spec = scene_spec(with_cube)
+    spec.add_key(name="home")
+    if not meshes:
+        for geom in [g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_MESH]:
+            spec.delete(geom)
+        for mesh in list(spec.meshes):
+            spec.delete(mesh)
+    model = spec.compile()
+    ik, data = PandaIK(model), mujoco.MjData(model)
+    data.qpos[ik.qadr] = HOME_QPOS
+    mujoco.mj_kinematics(model, data)
+    for _ in range(200):
+        data.qpos[ik.qadr] = ik.joint_targets(data, START_TCP, TCP_ROTATION)
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_comPos(model, data)
+    finger = model.joint(PREFIX + "finger_joint1").qposadr[0]
+    data.qpos[finger] = data.qpos[finger + 1] = FINGER_MAX
+    model.key_qpos[0] = data.qpos
+    model.key_ctrl[0, :7] = data.qpos[ik.qadr]
+    model.key_ctrl[0, 7] = FINGER_MAX
+    return model
 
 
 def scene_model(with_cube: bool) -> mujoco.MjModel:
@@ -133,8 +159,9 @@ def _orientation_error(rot: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 class PandaIK:
     """One damped-least-squares differential IK step (Wampler 1986; Buss 2004):
-    dq = J^T (J J^T + lambda^2 I)^-1 e + (I - J^+ J) k (q_home - q), with e the TCP's position and orientation
-    error and J^+ the damped pseudo-inverse; the result is clipped per joint and to the joint limits."""
+    dq = J^T (J J^T + lambda^2 I)^-1 e + (I - J^+ J) n,  J^+ = J^T (J J^T + lambda^2 I)^-1,  n = k (q_home - q),
+    with e the TCP's position and orientation error; the result is clipped per joint and to the joint limits.
+    The linear algebra is MuJoCo's own (mju_*), in the order the C++ runtime repeats, so both give the same bits."""
 
     def __init__(self, model: mujoco.MjModel) -> None:
         self.model = model
@@ -148,13 +175,23 @@ class PandaIK:
 
     def joint_targets(self, data: mujoco.MjData, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
         mujoco.mj_jacSite(self.model, data, self._jacp, self._jacr, self.site)
-        jac = np.vstack([self._jacp[:, self.dadr], self._jacr[:, self.dadr]])
+        jac = np.ascontiguousarray(np.vstack([self._jacp[:, self.dadr], self._jacr[:, self.dadr]]))  # 6 x 7
         error = np.concatenate([pos - data.site_xpos[self.site],
                                 _orientation_error(data.site_xmat[self.site].reshape(3, 3), rot)])
-        q = data.qpos[self.qadr]
-        pinv = jac.T @ np.linalg.solve(jac @ jac.T + IK_DAMPING ** 2 * np.eye(6), np.eye(6))
-        dq = pinv @ error + (np.eye(7) - pinv @ jac) @ (IK_NULLSPACE_GAIN * (HOME_QPOS - q))
-        dq = np.clip(dq, -IK_MAX_JOINT_STEP, IK_MAX_JOINT_STEP)
+        q = data.qpos[self.qadr].copy()
+        damped = np.zeros((6, 6))
+        mujoco.mju_mulMatMatT(damped, jac, jac)
+        damped += IK_DAMPING ** 2 * np.eye(6)
+        mujoco.mju_cholFactor(damped, 0.0)
+        dq, step = np.zeros(7), np.zeros(6)
+        mujoco.mju_cholSolve(step, damped, error)
+        mujoco.mju_mulMatTVec(dq, jac, step)  # J^+ e
+        pull = IK_NULLSPACE_GAIN * (HOME_QPOS - q)
+        moved, back = np.zeros(6), np.zeros(7)
+        mujoco.mju_mulMatVec(moved, jac, pull)
+        mujoco.mju_cholSolve(step, damped, moved)
+        mujoco.mju_mulMatTVec(back, jac, step)  # J^+ J n
+        dq = np.clip(dq + (pull - back), -IK_MAX_JOINT_STEP, IK_MAX_JOINT_STEP)
         return np.clip(q + dq, self.low, self.high)
 
 
@@ -197,7 +234,7 @@ class PandaEnv(MujocoEnv):
         self._finger_dof = m.joint(PREFIX + "finger_joint1").dofadr[0]
         self._cube = m.joint("cube").qposadr[0] if self.with_cube else None
         self._cube_dof = m.joint("cube").dofadr[0] if self.with_cube else None
-        self._home = self._solve_home()
+        self._home_key = m.key("home").id
         self.goal = START_TCP.copy()
         n_act = 4 if control == "ee" else 8
         self.action_space = spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
@@ -212,27 +249,13 @@ class PandaEnv(MujocoEnv):
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
         return model, mujoco.MjData(model)
 
-    def _solve_home(self) -> np.ndarray:
-        """The arm posture with the TCP at START_TCP pointing straight down (kinematic IK from HOME_QPOS)."""
-        m, d = self.model, mujoco.MjData(self.model)
-        d.qpos[self.ik.qadr] = HOME_QPOS
-        mujoco.mj_kinematics(m, d)
-        for _ in range(200):
-            d.qpos[self.ik.qadr] = self.ik.joint_targets(d, START_TCP, TCP_ROTATION)
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-        return d.qpos[self.ik.qadr].copy()
-
     def reset_model(self) -> dict[str, np.ndarray]:
-        qpos, qvel = self.init_qpos.copy(), np.zeros(self.model.nv)
-        qpos[self.ik.qadr] = self._home
-        qpos[self._finger] = qpos[self._finger + 1] = FINGER_MAX
+        qpos, qvel = self.model.key_qpos[self._home_key].copy(), np.zeros(self.model.nv)
         if self.with_cube:
             qpos[self._cube:self._cube + 3] = [*self._place_object(), CUBE_HALF]
             qpos[self._cube + 3:self._cube + 7] = [1, 0, 0, 0]
         self.set_state(qpos, qvel)
-        self.data.ctrl[:7] = self._home
-        self.data.ctrl[7] = FINGER_MAX
+        self.data.ctrl[:] = self.model.key_ctrl[self._home_key]
         self.goal = self._sample_goal()
         self.model.site_pos[self._goal_site] = self.goal
         mujoco.mj_forward(self.model, self.data)
@@ -317,6 +340,10 @@ class PandaEnv(MujocoEnv):
         fingers = {"name": "fingers", "unit": "", "bound": 1.0,
                    "meaning": f"-1 closed, +1 open ({2 * FINGER_MAX} m between the fingers)"}
         return [{**a, "rate_hz": rate} for a in [*arm, fingers]]
+
+    def runtime_scene(self) -> mujoco.MjModel:
+        """The composed scene without meshes (no episode's goal in it), for the export's .mjb beside the policy."""
+        return _compiled(self.with_cube, meshes=False)
 
     def control_spec(self) -> dict[str, Any]:
         """How actions become motor commands, for the export card (a robot's runtime must do the same)."""

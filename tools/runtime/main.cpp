@@ -58,6 +58,7 @@ struct Options {
 
 struct InitialState {
   std::vector<double> qpos, qvel;
+  std::vector<double> goal;  // goal tasks: the episode's goal (the model's site "goal")
 };
 
 struct EpisodeRecord {
@@ -137,7 +138,28 @@ Options parse_options(int argc, char** argv) {
   return options;
 }
 
+// Tasks whose scene robotrl composes in code (the Panda): export writes it as NAME.mjb beside the policy and names
+// it in the card's "scene".
+std::string scene_from_card(const std::string& policy_path, const Task& task) {
+  std::string card_path = policy_path.substr(0, policy_path.rfind('.')) + ".json";
+  if (!is_file(card_path)) {
+    throw RuntimeError("task '" + task.name + "' loads its scene from the policy's card, and " + card_path +
+                       " is missing (give --model SCENE.mjb)");
+  }
+  json::Value card = json::parse_file(card_path);
+  const json::Value* scene = card.find("scene");
+  const json::Value* file = scene != nullptr ? scene->find("file") : nullptr;
+  if (file == nullptr || file->kind != json::Value::Kind::String) {
+    throw RuntimeError("card " + card_path + " names no scene file (re-export the policy with robotrl export)");
+  }
+  std::string folder = policy_path.find('/') == std::string::npos ? "." : policy_path.substr(0, policy_path.rfind('/'));
+  std::string path = folder + "/" + file->string;
+  if (!is_file(path)) throw RuntimeError("scene " + path + " named by " + card_path + " is missing");
+  return path;
+}
+
 std::string resolve_model_path(const Options& options, const Task& task) {
+  if (task.xml_file.empty() && options.model_path.empty()) return scene_from_card(options.policy_path, task);
   std::string where = options.model_path, source = "--model";
   if (where.empty()) {
     const char* from_env = std::getenv("ROBOTRL_MUJOCO_ASSETS");
@@ -158,8 +180,9 @@ struct DataDeleter {
 
 std::unique_ptr<mjModel, ModelDeleter> load_model(const std::string& path) {
   char error[1000] = "";
-  mjModel* model = mj_loadXML(path.c_str(), nullptr, error, sizeof error);
-  if (model == nullptr) throw RuntimeError("cannot load MuJoCo model " + path + ": " + error);
+  bool binary = path.size() > 4 && path.substr(path.size() - 4) == ".mjb";
+  mjModel* model = binary ? mj_loadModel(path.c_str(), nullptr) : mj_loadXML(path.c_str(), nullptr, error, sizeof error);
+  if (model == nullptr) throw RuntimeError("cannot load MuJoCo model " + path + (binary ? "" : ": ") + error);
   return std::unique_ptr<mjModel, ModelDeleter>(model);
 }
 
@@ -173,7 +196,7 @@ std::vector<double> numbers(const json::Value& value, const std::string& what) {
   return out;
 }
 
-std::vector<InitialState> read_initial_states(const std::string& path, const mjModel* model) {
+std::vector<InitialState> read_initial_states(const std::string& path, const mjModel* model, const Task& task) {
   json::Value document = json::parse_file(path);
   const json::Value* list = &document;
   if (const json::Value* nested = document.find("initial_states")) list = nested;
@@ -187,7 +210,16 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
     const json::Value* qpos = entry.find("qpos");
     const json::Value* qvel = entry.find("qvel");
     if (qpos == nullptr || qvel == nullptr) throw RuntimeError(where + " needs \"qpos\" and \"qvel\"");
-    InitialState state{numbers(*qpos, where + " qpos"), numbers(*qvel, where + " qvel")};
+    InitialState state{numbers(*qpos, where + " qpos"), numbers(*qvel, where + " qvel"), {}};
+    if (task.goal_width > 0) {
+      const json::Value* goal = entry.find("goal");
+      if (goal == nullptr) throw RuntimeError(where + " needs \"goal\" (task '" + task.name + "' is goal-conditioned)");
+      state.goal = numbers(*goal, where + " goal");
+      if (static_cast<int>(state.goal.size()) != task.goal_width) {
+        throw RuntimeError(where + " has a goal of " + std::to_string(state.goal.size()) + " values; the task's has " +
+                           std::to_string(task.goal_width));
+      }
+    }
     if (static_cast<int>(state.qpos.size()) != model->nq || static_cast<int>(state.qvel.size()) != model->nv) {
       throw RuntimeError(where + " has " + std::to_string(state.qpos.size()) + " qpos / " +
                          std::to_string(state.qvel.size()) + " qvel values; the model has nq=" +
@@ -234,7 +266,27 @@ Task apply_card(const std::string& policy_path, const Task& task) {
   return effective;
 }
 
-std::vector<float> actuator_midpoint(const mjModel* model) {
+// The action's bounds: each actuator's ctrlrange (a dimension without limits gets +-inf), or [-1, 1] per dimension
+// for tasks that turn their action into ctrl themselves.
+struct ActionBounds {
+  std::vector<float> low, high;
+};
+
+ActionBounds action_bounds(const mjModel* model, const Task& task) {
+  if (task.action_width > 0) {
+    return {std::vector<float>(task.action_width, -1.0f), std::vector<float>(task.action_width, 1.0f)};
+  }
+  ActionBounds bounds{std::vector<float>(model->nu, -HUGE_VALF), std::vector<float>(model->nu, HUGE_VALF)};
+  for (int i = 0; i < model->nu; ++i) {
+    if (!model->actuator_ctrllimited[i]) continue;
+    bounds.low[i] = static_cast<float>(model->actuator_ctrlrange[2 * i]);
+    bounds.high[i] = static_cast<float>(model->actuator_ctrlrange[2 * i + 1]);
+  }
+  return bounds;
+}
+
+std::vector<float> action_midpoint(const mjModel* model, const Task& task) {
+  if (task.action_width > 0) return std::vector<float>(task.action_width, 0.0f);
   std::vector<float> midpoint(model->nu);
   for (int i = 0; i < model->nu; ++i) {
     midpoint[i] = static_cast<float>(0.5 * (model->actuator_ctrlrange[2 * i] + model->actuator_ctrlrange[2 * i + 1]));
@@ -244,18 +296,16 @@ std::vector<float> actuator_midpoint(const mjModel* model) {
 
 // The exported module already clamps and maps non-finite input to the midpoint; this second guard keeps
 // the robot safe with a policy that does not. Returns whether the action had to be replaced or clamped.
-bool make_action_safe(const mjModel* model, std::vector<float>& action) {
+bool make_action_safe(const mjModel* model, const Task& task, std::vector<float>& action) {
   bool finite = std::all_of(action.begin(), action.end(), [](float a) { return std::isfinite(a); });
   if (!finite) {
-    action = actuator_midpoint(model);
+    action = action_midpoint(model, task);
     return true;
   }
+  ActionBounds bounds = action_bounds(model, task);
   bool changed = false;
-  for (int i = 0; i < model->nu; ++i) {
-    if (!model->actuator_ctrllimited[i]) continue;
-    float low = static_cast<float>(model->actuator_ctrlrange[2 * i]);
-    float high = static_cast<float>(model->actuator_ctrlrange[2 * i + 1]);
-    float clamped = std::min(std::max(action[i], low), high);
+  for (size_t i = 0; i < action.size(); ++i) {
+    float clamped = std::min(std::max(action[i], bounds.low[i]), bounds.high[i]);
     changed = changed || clamped != action[i];
     action[i] = clamped;
   }
@@ -286,7 +336,7 @@ int probe_nonfinite(Policy& policy, const Task& task, const mjModel* model) {
   probes[1].second.front() = nan;
   probes[2].second.front() = inf;
   probes[3].second.back() = -inf;
-  std::vector<float> midpoint = actuator_midpoint(model);
+  std::vector<float> midpoint = action_midpoint(model, task);
   bool all_safe = true;
   std::string out = "{\"task\": " + json::quote(task.name) + ", \"midpoint\": " + json::array(midpoint) +
                     ", \"probes\": [";
@@ -295,7 +345,7 @@ int probe_nonfinite(Policy& policy, const Task& task, const mjModel* model) {
     bool safe = raw == midpoint;
     all_safe = all_safe && safe;
     std::vector<float> applied = raw;
-    make_action_safe(model, applied);
+    make_action_safe(model, task, applied);
     std::string raw_text = "[";
     for (size_t i = 0; i < raw.size(); ++i) {  // spell NaN out: json::array would write null
       raw_text += (i ? ", " : "") + (std::isfinite(raw[i]) ? json::number(raw[i]) : std::string("\"nan\""));
@@ -362,12 +412,12 @@ int run(int argc, char** argv) {
 
   PolicyFormat format = parse_policy_format(options.format, options.policy_path);
   Policy policy(options.policy_path, format);
-  policy.check_widths(table_task.observation_width, model->nu);
+  policy.check_widths(table_task.observation_width, table_task.action_width > 0 ? table_task.action_width : model->nu);
   const Task task = apply_card(options.policy_path, table_task);
   if (options.probe_nonfinite) return probe_nonfinite(policy, task, model.get());
 
   std::vector<InitialState> initial_states;
-  if (!options.initial_states_path.empty()) initial_states = read_initial_states(options.initial_states_path, model.get());
+  if (!options.initial_states_path.empty()) initial_states = read_initial_states(options.initial_states_path, model.get(), task);
   int episodes = options.episodes.value_or(initial_states.empty() ? 10 : static_cast<int>(initial_states.size()));
   if (!initial_states.empty() && episodes > static_cast<int>(initial_states.size())) {
     throw RuntimeError("--episodes " + std::to_string(episodes) + " but " + options.initial_states_path + " holds " +
@@ -386,6 +436,11 @@ int run(int argc, char** argv) {
     if (!initial_states.empty()) {
       std::copy(initial_states[episode].qpos.begin(), initial_states[episode].qpos.end(), data->qpos);
       std::copy(initial_states[episode].qvel.begin(), initial_states[episode].qvel.end(), data->qvel);
+      if (task.goal_width > 0) {
+        int goal = mj_name2id(model.get(), mjOBJ_SITE, "goal");
+        if (goal < 0) throw RuntimeError("task '" + task.name + "' has a goal, and its model no site named 'goal'");
+        std::copy(initial_states[episode].goal.begin(), initial_states[episode].goal.end(), model->site_pos + 3 * goal);
+      }
     } else {
       std::mt19937_64 rng(static_cast<unsigned long long>(options.seed + episode));
       task.randomize_initial_state(model.get(), data.get(), rng);
@@ -400,16 +455,24 @@ int run(int argc, char** argv) {
       double forward_us = 0.0;
       std::vector<float> action = policy.act(to_float(observation), &forward_us);
       latencies_us.push_back(forward_us);
-      unsafe_actions += make_action_safe(model.get(), action);
+      unsafe_actions += make_action_safe(model.get(), task, action);
       if (!options.record_path.empty()) {
         record.observations.push_back(observation);
         record.actions.push_back(action);
       }
 
       std::vector<double> qpos_before(data->qpos, data->qpos + model->nq);
-      for (int i = 0; i < model->nu; ++i) data->ctrl[i] = action[i];
+      if (task.apply_action != nullptr) {
+        task.apply_action(model.get(), data.get(), action);
+      } else {
+        for (int i = 0; i < model->nu; ++i) data->ctrl[i] = action[i];
+      }
       for (int i = 0; i < task.frame_skip; ++i) mj_step(model.get(), data.get());
-      mj_rnePostConstraint(model.get(), data.get());  // as gymnasium does (cacc, cfrc_*)
+      if (task.forward_after_step) {
+        mj_forward(model.get(), data.get());  // robotrl's envs observe the reached state
+      } else {
+        mj_rnePostConstraint(model.get(), data.get());  // as gymnasium does (cacc, cfrc_*)
+      }
 
       observation = task.observe(model.get(), data.get());
       StepOutcome outcome = task.score(model.get(), data.get(), {qpos_before, action, observation, dt});

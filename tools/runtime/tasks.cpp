@@ -1,5 +1,6 @@
 #include "tasks.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "policy.h"
@@ -32,7 +33,7 @@ bool all_finite(const std::vector<double>& values) {
 }
 
 // InvertedPendulum-v5: obs = [qpos, qvel]; +1 per step while |pole angle| <= 0.2 and the state is finite.
-void pendulum_reset(const mjModel* model, mjData* data, std::mt19937_64& rng) {
+void pendulum_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
   const double noise = 0.01;
   for (int i = 0; i < model->nq; ++i) data->qpos[i] += uniform(rng, -noise, noise);
   for (int i = 0; i < model->nv; ++i) data->qvel[i] += uniform(rng, -noise, noise);
@@ -51,7 +52,7 @@ StepOutcome pendulum_score(const mjModel*, const mjData*, const StepContext& ste
 
 // Reacher-v5: obs = [cos(q0, q1), sin(q0, q1), target xy (qpos[2:4]), qvel[0:2], (fingertip - target)_xy];
 // reward = -|fingertip - target| - |action|^2 (gymnasium's default weights 1 and 1); never terminates.
-void reach_reset(const mjModel* model, mjData* data, std::mt19937_64& rng) {
+void reach_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
   for (int i = 0; i < model->nq; ++i) data->qpos[i] += uniform(rng, -0.1, 0.1);
   double goal_x = 0.0, goal_y = 0.0;
   do {
@@ -82,7 +83,7 @@ StepOutcome reach_score(const mjModel* model, const mjData* data, const StepCont
 }
 
 // HalfCheetah-v5: obs = [qpos[1:], qvel]; reward = forward x velocity - 0.1 |action|^2; never terminates.
-void cheetah_reset(const mjModel* model, mjData* data, std::mt19937_64& rng) {
+void cheetah_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
   const double noise = 0.1;
   std::normal_distribution<double> standard_normal(0.0, 1.0);
   for (int i = 0; i < model->nq; ++i) data->qpos[i] += uniform(rng, -noise, noise);
@@ -101,6 +102,145 @@ StepOutcome cheetah_score(const mjModel*, const mjData* data, const StepContext&
   return {forward_velocity - static_cast<double>(control_cost), false};
 }
 
+// robotrl/envs/panda.py, panda-reach with end-effector control and the sparse reward. Constants as there.
+constexpr double kPandaMaxTcpStep = 0.05;
+constexpr double kPandaWorkspaceLow[3] = {0.25, -0.3, 0.005};
+constexpr double kPandaWorkspaceHigh[3] = {0.7, 0.3, 0.45};
+constexpr double kPandaStartTcp[3] = {0.45, 0.0, 0.2};
+constexpr double kPandaGoalHalfRange = 0.15;
+constexpr double kPandaFingerMax = 0.04;
+constexpr double kPandaIkDamping = 0.05;
+constexpr double kPandaIkNullspaceGain = 0.1;
+constexpr double kPandaIkMaxJointStep = 0.3;
+constexpr double kPandaHomeQpos[7] = {0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853};
+constexpr double kPandaTcpRotation[3][3] = {{0.0, 1.0, 0.0}, {1.0, 0.0, 0.0}, {0.0, 0.0, -1.0}};
+constexpr double kPandaReachThreshold = 0.02;
+
+int named_id(const mjModel* model, mjtObj type, const std::string& name) {
+  int id = mj_name2id(model, type, name.c_str());
+  if (id < 0) throw RuntimeError("MuJoCo model has no " + std::string(mju_type2Str(type)) + " named '" + name + "'");
+  return id;
+}
+
+struct PandaIndex {
+  int tcp, goal, finger_qpos, finger_dof, qadr[7], dadr[7];
+  double low[7], high[7];
+};
+
+PandaIndex panda_index(const mjModel* model) {
+  PandaIndex index{};
+  index.tcp = named_id(model, mjOBJ_SITE, "panda/tcp");
+  index.goal = named_id(model, mjOBJ_SITE, "goal");
+  int finger = named_id(model, mjOBJ_JOINT, "panda/finger_joint1");
+  index.finger_qpos = model->jnt_qposadr[finger];
+  index.finger_dof = model->jnt_dofadr[finger];
+  for (int j = 0; j < 7; ++j) {
+    int joint = named_id(model, mjOBJ_JOINT, "panda/joint" + std::to_string(j + 1));
+    index.qadr[j] = model->jnt_qposadr[joint];
+    index.dadr[j] = model->jnt_dofadr[joint];
+    index.low[j] = model->jnt_range[2 * joint];
+    index.high[j] = model->jnt_range[2 * joint + 1];
+  }
+  return index;
+}
+
+double clip(double value, double low, double high) { return std::min(std::max(value, low), high); }
+
+// panda.PandaIK.joint_targets: the same MuJoCo calls in the same order, so the same bits.
+void panda_ik(const mjModel* model, const mjData* data, const PandaIndex& index, const double target[3],
+              double out[7]) {
+  std::vector<mjtNum> jacp(3 * model->nv), jacr(3 * model->nv);
+  mj_jacSite(model, data, jacp.data(), jacr.data(), index.tcp);
+  mjtNum jac[6 * 7];
+  for (int j = 0; j < 7; ++j) {
+    for (int r = 0; r < 3; ++r) {
+      jac[r * 7 + j] = jacp[r * model->nv + index.dadr[j]];
+      jac[(r + 3) * 7 + j] = jacr[r * model->nv + index.dadr[j]];
+    }
+  }
+  const mjtNum* pos = data->site_xpos + 3 * index.tcp;
+  const mjtNum* rot = data->site_xmat + 9 * index.tcp;  // row-major: rot[3 * i + k] = R[i][k]
+  mjtNum error[6];
+  for (int i = 0; i < 3; ++i) error[i] = target[i] - pos[i];
+  mjtNum cross_sum[3] = {0.0, 0.0, 0.0};
+  for (int k = 0; k < 3; ++k) {  // 0.5 * sum_k R[:, k] x R*[:, k], summed in numpy's order
+    mjtNum a[3] = {rot[k], rot[3 + k], rot[6 + k]};
+    mjtNum b[3] = {kPandaTcpRotation[0][k], kPandaTcpRotation[1][k], kPandaTcpRotation[2][k]};
+    mjtNum c[3] = {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
+    for (int i = 0; i < 3; ++i) cross_sum[i] = k == 0 ? c[i] : cross_sum[i] + c[i];
+  }
+  for (int i = 0; i < 3; ++i) error[3 + i] = 0.5 * cross_sum[i];
+  mjtNum q[7];
+  for (int j = 0; j < 7; ++j) q[j] = data->qpos[index.qadr[j]];
+  mjtNum damped[36];
+  mju_mulMatMatT(damped, jac, jac, 6, 7, 6);
+  const double damping_squared = kPandaIkDamping * kPandaIkDamping;
+  for (int i = 0; i < 6; ++i) damped[i * 6 + i] += damping_squared;
+  mju_cholFactor(damped, 6, 0.0);
+  mjtNum step[6], dq[7], pull[7], moved[6], back[7];
+  mju_cholSolve(step, damped, error, 6);
+  mju_mulMatTVec(dq, jac, step, 6, 7);
+  for (int j = 0; j < 7; ++j) pull[j] = kPandaIkNullspaceGain * (kPandaHomeQpos[j] - q[j]);
+  mju_mulMatVec(moved, jac, pull, 6, 7);
+  mju_cholSolve(step, damped, moved, 6);
+  mju_mulMatTVec(back, jac, step, 6, 7);
+  for (int j = 0; j < 7; ++j) {
+    double change = clip(dq[j] + (pull[j] - back[j]), -kPandaIkMaxJointStep, kPandaIkMaxJointStep);
+    out[j] = clip(q[j] + change, index.low[j], index.high[j]);
+  }
+}
+
+void panda_reach_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
+  int home = named_id(model, mjOBJ_KEY, "home");
+  mju_copy(data->qpos, model->key_qpos + home * model->nq, model->nq);
+  mju_copy(data->ctrl, model->key_ctrl + home * model->nu, model->nu);
+  int goal = named_id(model, mjOBJ_SITE, "goal");
+  for (int i = 0; i < 3; ++i) {
+    model->site_pos[3 * goal + i] =
+        uniform(rng, kPandaStartTcp[i] - kPandaGoalHalfRange, kPandaStartTcp[i] + kPandaGoalHalfRange);
+  }
+}
+
+void panda_apply_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
+  static thread_local const mjModel* indexed = nullptr;
+  static thread_local PandaIndex index{};
+  if (indexed != model) index = panda_index(model), indexed = model;
+  double command[4];
+  for (int i = 0; i < 4; ++i) command[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  double target[3];
+  for (int i = 0; i < 3; ++i) {
+    target[i] = clip(tcp[i] + kPandaMaxTcpStep * command[i], kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
+  }
+  double arm[7];
+  panda_ik(model, data, index, target, arm);
+  for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
+  data->ctrl[7] = kPandaFingerMax * 0.5 * (command[3] + 1.0);  // -1 closed, +1 open
+}
+
+// observation (tcp position, tcp velocity, finger width and its rate, 7 joint angles) | achieved | desired goal
+std::vector<double> panda_reach_observe(const mjModel* model, const mjData* data) {
+  PandaIndex index = panda_index(model);
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  mjtNum velocity[6];
+  mj_objectVelocity(model, data, mjOBJ_SITE, index.tcp, velocity, 0);
+  std::vector<double> obs(tcp, tcp + 3);
+  obs.insert(obs.end(), velocity + 3, velocity + 6);
+  obs.push_back(2 * data->qpos[index.finger_qpos]);
+  obs.push_back(2 * data->qvel[index.finger_dof]);
+  for (int j = 0; j < 7; ++j) obs.push_back(data->qpos[index.qadr[j]]);
+  obs.insert(obs.end(), tcp, tcp + 3);
+  obs.insert(obs.end(), model->site_pos + 3 * index.goal, model->site_pos + 3 * index.goal + 3);
+  return obs;
+}
+
+StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {
+  const std::vector<double>& obs = step.observation;  // achieved goal at [15, 18), desired at [18, 21)
+  double dx = obs[15] - obs[18], dy = obs[16] - obs[19], dz = obs[17] - obs[20];
+  double distance = std::sqrt(dx * dx + dy * dy + dz * dz);
+  return {distance >= kPandaReachThreshold ? -1.0 : 0.0, false};
+}
+
 }  // namespace
 
 const std::vector<Task>& all_tasks() {
@@ -110,6 +250,8 @@ const std::vector<Task>& all_tasks() {
       {"reach", "Reacher-v5", "reacher.xml", 2, 50, 10, reach_reset, reach_observe, reach_score},
       {"cheetah", "HalfCheetah-v5", "half_cheetah.xml", 5, 1000, 17, cheetah_reset, cheetah_observe,
        cheetah_score},
+      {"panda-reach", "RobotrlPandaReach-v0", "", 8, 50, 21, panda_reach_reset, panda_reach_observe,
+       panda_reach_score, 4, panda_apply_action, true, 3},
   };
   return tasks;
 }

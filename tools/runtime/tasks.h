@@ -25,16 +25,25 @@ struct StepOutcome {
 struct Task {
   std::string name;       // robotrl task card (envs/<name>.yaml)
   std::string env_id;     // the gymnasium env it reproduces
-  std::string xml_file;   // file in gymnasium/envs/mujoco/assets
+  std::string xml_file;   // file in gymnasium/envs/mujoco/assets; empty: the scene .mjb named by the policy's card
   int frame_skip;         // mj_step calls per action
   int horizon;            // the card's horizon: steps before truncation
   int observation_width;
-  // Called after mj_resetData (qpos = qpos0, qvel = 0): add the env's reset noise. The runtime calls
-  // mj_forward afterwards.
-  void (*randomize_initial_state)(const mjModel* model, mjData* data, std::mt19937_64& rng);
+  // Called after mj_resetData (qpos = qpos0, qvel = 0): add the env's reset noise (goal tasks also place their
+  // goal site in the model). The runtime calls mj_forward afterwards.
+  void (*randomize_initial_state)(mjModel* model, mjData* data, std::mt19937_64& rng);
   std::vector<double> (*observe)(const mjModel* model, const mjData* data);
   // Called after the physics step and observe(), like the envs' step().
   StepOutcome (*score)(const mjModel* model, const mjData* data, const StepContext& step);
+  // Tasks whose action is not one ctrl per actuator (the Panda's Cartesian commands and IK): the action width
+  // (bounds [-1, 1] each) and the function that turns an action into ctrl. 0 / nullptr: ctrl = action.
+  int action_width = 0;
+  void (*apply_action)(const mjModel* model, mjData* data, const std::vector<float>& action) = nullptr;
+  // robotrl's own envs call mj_forward after stepping (observation at the reached state); gymnasium's v5 envs
+  // call mj_rnePostConstraint.
+  bool forward_after_step = false;
+  // Goal tasks: the width of the goal an initial state must give (placed at the model's site "goal").
+  int goal_width = 0;
 };
 
 const std::vector<Task>& all_tasks();
