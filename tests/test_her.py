@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import split_and_whole_runs
 
 from robotrl import RobotrlError
 from robotrl.loop import build_run
@@ -112,19 +113,9 @@ def test_the_loop_refuses_hindsight_where_it_cannot_apply():
 
 
 def test_resume_with_hindsight_mid_episode_equals_the_uninterrupted_run(tmp_path):
-    import torch
-
-    from robotrl.loop import load_run, train
-
     cfg = dict(warmup_steps=40, batch_size=16, eval_every=0, eval_episodes=1, actor_hidden=[16], critic_hidden=[16],
                buffer_size=5000)
-    half = build_run("panda-reach", "sac", seed=3, overrides=cfg, run_dir=tmp_path / "half")
-    train(half, 75, progress=False)  # 25 steps into the second episode
-    resumed = load_run(tmp_path / "half" / "checkpoints" / "last.pt", run_dir=tmp_path / "half")
-    train(resumed, 150, progress=False)
-    full = build_run("panda-reach", "sac", seed=3, overrides=cfg)
-    train(full, 150, progress=False)
-    for key, value in full.agent.state_dict()["critic"].items():
-        assert torch.equal(value, resumed.agent.state_dict()["critic"][key]), key
+    # split 25 steps into the second episode, while it is open in replay
+    resumed, full = split_and_whole_runs(tmp_path, "panda-reach", "sac", 3, cfg, 75, 150)
     assert np.array_equal(full.buffer.episode_last, resumed.buffer.episode_last)
     assert np.array_equal(full.buffer.obs, resumed.buffer.obs)

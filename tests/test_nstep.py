@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import split_and_whole_runs
 
 from robotrl import RobotrlError
-from robotrl.loop import build_run, load_run, train
+from robotrl.loop import build_run
 from robotrl.replay import ReplayBuffer
 from robotrl.targets import bellman_target
 
@@ -75,12 +76,5 @@ def test_n_step_out_of_range_is_a_one_line_error(value, message):
 def test_resume_with_n_step_equals_the_uninterrupted_run(tmp_path):
     cfg = dict(warmup_steps=100, batch_size=16, eval_every=0, eval_episodes=1, actor_hidden=[16], critic_hidden=[16],
                buffer_size=5000, n_step=3)
-    half = build_run("pendulum", "td3", seed=2, overrides=cfg, run_dir=tmp_path / "half")
-    train(half, 250, progress=False)
-    resumed = load_run(tmp_path / "half" / "checkpoints" / "last.pt", run_dir=tmp_path / "half")
-    train(resumed, 500, progress=False)
-    full = build_run("pendulum", "td3", seed=2, overrides=cfg)
-    train(full, 500, progress=False)
-    for key, value in full.agent.state_dict()["critic"].items():
-        assert torch.equal(value, resumed.agent.state_dict()["critic"][key]), key
+    resumed, full = split_and_whole_runs(tmp_path, "pendulum", "td3", 2, cfg, 250, 500)
     assert np.array_equal(full.buffer.episode_end, resumed.buffer.episode_end)
