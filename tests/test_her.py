@@ -119,3 +119,18 @@ def test_resume_with_hindsight_mid_episode_equals_the_uninterrupted_run(tmp_path
     resumed, full = split_and_whole_runs(tmp_path, "panda-reach", "sac", 3, cfg, 75, 150)
     assert np.array_equal(full.buffer.episode_last, resumed.buffer.episode_last)
     assert np.array_equal(full.buffer.obs, resumed.buffer.obs)
+
+
+def test_bench_env_reports_the_replay_bytes_of_a_million_goal_transitions(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_env.py"
+    spec = importlib.util.spec_from_file_location("bench_env", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # panda-reach: obs and next_obs 21 float32 each, action 4, reward/terminated/episode_end float32, episode_last int64
+    assert bench.replay_bytes("panda-reach") == 1_000_000 * (2 * 21 * 4 + 4 * 4 + 3 * 4 + 8)
+    assert bench.main(["--tasks", "panda-reach", "--steps", "50", "--train-steps", "20"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith("| panda-reach |") and row.endswith("| 195 MiB |")
