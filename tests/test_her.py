@@ -134,3 +134,21 @@ def test_bench_env_reports_the_replay_bytes_of_a_million_goal_transitions(capsys
     assert bench.main(["--tasks", "panda-reach", "--steps", "50", "--train-steps", "20"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert row.startswith("| panda-reach |") and row.endswith("| 195 MiB |")
+
+
+@pytest.mark.parametrize("algo", ["ddpg", "td3", "sac", "naf"])
+def test_every_off_policy_algorithm_trains_on_relabelled_batches(algo):
+    from robotrl.loop import train
+
+    hidden = {"hidden": [16]} if algo == "naf" else {"actor_hidden": [16], "critic_hidden": [16]}
+    run = build_run("panda-reach", algo, seed=0, overrides={"warmup_steps": 60, "batch_size": 32, "eval_every": 0,
+                                                           "eval_episodes": 1, "her_goals": 4, **hidden})
+    train(run, 120, progress=False, evaluate_at_end=False)
+    batch = run.buffer.sample(512)
+    lo, hi = run.buffer.hindsight.desired
+    stored_goals = {tuple(g) for g in run.buffer.obs[:len(run.buffer), lo:hi].round(6)}
+    sampled = [tuple(g) for g in batch.obs[:, lo:hi].numpy().round(6)]
+    relabelled = np.mean([g not in stored_goals for g in sampled])
+    assert 0.6 < relabelled < 0.95  # about k / (k + 1) of the batch carries an achieved goal instead
+    assert (batch.reward == 0).any()  # some relabelled goals were achieved at once: reward recomputed to 0
+    assert run.metrics.counts and all(np.isfinite(v) for v in run.metrics.means().values())
