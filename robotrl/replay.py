@@ -99,7 +99,8 @@ class ReplayBuffer:
         return self.gather(self.rng.integers(0, self.size, size=batch_size), device)
 
     def gather(self, idx: np.ndarray, device: torch.device | str = "cpu") -> Batch:
-        """The (n-step) transitions that start at stored positions `idx`."""
+        """The (n-step) transitions that start at stored positions `idx`; with hindsight, relabelled (this draws from
+        the buffer's RNG)."""
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(device)
 
