@@ -37,7 +37,8 @@ RETURN_TOLERANCE = 1e-4
 PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pendulum-balancing", [0, 1]),
                 ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0]),
                 ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0]),
-                ("panda-reach", "panda-reach-sac", [0, 1])]
+                ("panda-reach", "panda-reach-sac", [0, 1]), ("panda-push", "panda-push-sac", [0]),
+                ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1])]
 
 
 @dataclass
@@ -67,17 +68,44 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     observation."""
     out = tmp_path_factory.mktemp("policies")
     paths = {"reach-sac": SHIPPED_REACH_POLICY}
-    for task in ("pendulum", "cheetah", "panda-reach"):
+    for task in ("pendulum", "cheetah", "panda-reach", "panda-push", "panda-pick"):
         agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
                     eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
         agent.learn(200)
-        formats = "pt" if task == "panda-reach" else "pt,pt2"  # (the .pt2 path is the same for every task)
+        formats = "pt" if task.startswith("panda") else "pt,pt2"  # (the .pt2 path is the same for every task)
         exported = agent.export(out / f"{task}-sac.pt", formats=formats)
         paths[f"{task}-sac"] = Path(exported.files["pt"])
         if "pt2" in exported.files:
             paths[f"{task}-sac-pt2"] = Path(exported.files["pt2"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
+    paths["panda-push-into-cube"] = cube_pushing_policy(out / "panda-push-into-cube.pt", paths["panda-push-sac"])
     return paths
+
+
+class IntoTheCube(torch.nn.Module):
+    """Fingers closed, the TCP goes down 6 cm behind the cube (-x) and, once low and behind it, sweeps +x through
+    it (observation[15:18] = cube, [18:21] = cube - tcp): every episode pushes the cube, so parity covers contacts."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        relative = obs[..., 18:21]
+        low = (obs[..., 2:3] - obs[..., 17:18]).abs() < 0.02
+        behind = relative[..., 0:1] > 0.03
+        offset_x = torch.where(low & behind, torch.full_like(behind, 0.1, dtype=obs.dtype),
+                               torch.full_like(behind, -0.06, dtype=obs.dtype))
+        target = torch.cat([relative[..., 0:1] + offset_x, relative[..., 1:3]], dim=-1)
+        towards = torch.clamp(target / 0.05, -1.0, 1.0)
+        return torch.cat([towards, -torch.ones_like(towards[..., :1])], dim=-1)
+
+
+def cube_pushing_policy(path: Path, exported_push: Path) -> Path:
+    """IntoTheCube packaged as export does, beside the push scene and a card naming it."""
+    deployed = DeployedPolicy(IntoTheCube(), torch.zeros(37), torch.ones(37), math.inf, -torch.ones(4), torch.ones(4))
+    torch.jit.save(script_policy(deployed), str(path))
+    scene = exported_push.with_suffix(".mjb")
+    shutil.copy(scene, path.with_suffix(".mjb"))
+    path.with_suffix(".json").write_text(json.dumps({"task": "panda-push", "frame_skip": 8, "horizon": 50,
+                                                     "scene": {"file": path.with_suffix(".mjb").name}}))
+    return path
 
 
 def balancing_pendulum_policy(path: Path) -> Path:
@@ -151,6 +179,8 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
     got = recorded_episodes(record)
     if policy == "pendulum-balancing":
         assert all(len(episode.actions) == horizon for episode in expected), "the controller should balance"
+    if policy == "panda-push-into-cube":  # the cube moved: parity held through contacts
+        assert all(np.abs(e.observations[-1, 15:17] - e.observations[0, 15:17]).max() > 0.01 for e in expected)
     for seed, want, have, cpp_return in zip(seeds, expected, got, summary["returns"], strict=True):
         assert len(have.actions) == len(want.actions) <= horizon, f"seed {seed}: episode lengths differ"
         assert np.ptp(want.actions, axis=0).max() > 0, "policy is constant; parity would prove little"

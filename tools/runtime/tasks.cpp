@@ -115,6 +115,12 @@ constexpr double kPandaIkMaxJointStep = 0.3;
 constexpr double kPandaHomeQpos[7] = {0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853};
 constexpr double kPandaTcpRotation[3][3] = {{0.0, 1.0, 0.0}, {1.0, 0.0, 0.0}, {0.0, 0.0, -1.0}};
 constexpr double kPandaReachThreshold = 0.02;
+constexpr double kPandaCubeThreshold = 0.05;
+constexpr double kPandaCubeHalf = 0.02;
+constexpr double kPandaTableLow[2] = {0.35, -0.15};  // PandaPushEnv.goal_low / goal_high (x, y)
+constexpr double kPandaTableHigh[2] = {0.6, 0.15};
+constexpr double kPandaMinGoalDistance = 0.1;
+constexpr double kPandaPickGoalTop = kPandaCubeHalf + 0.25;
 
 int named_id(const mjModel* model, mjtObj type, const std::string& name) {
   int id = mj_name2id(model, type, name.c_str());
@@ -218,8 +224,35 @@ void panda_apply_action(const mjModel* model, mjData* data, const std::vector<fl
   data->ctrl[7] = kPandaFingerMax * 0.5 * (command[3] + 1.0);  // -1 closed, +1 open
 }
 
-// observation (tcp position, tcp velocity, finger width and its rate, 7 joint angles) | achieved | desired goal
-std::vector<double> panda_reach_observe(const mjModel* model, const mjData* data) {
+// The cube tasks: the cube on the table and a goal at least kPandaMinGoalDistance away from it in (x, y);
+// panda-pick lifts half the goals up to kPandaPickGoalTop.
+void panda_cube_reset(mjModel* model, mjData* data, std::mt19937_64& rng, bool goals_in_air) {
+  panda_reach_reset(model, data, rng);
+  int cube = model->jnt_qposadr[named_id(model, mjOBJ_JOINT, "cube")];
+  double xy[2];
+  for (int i = 0; i < 2; ++i) xy[i] = uniform(rng, kPandaTableLow[i], kPandaTableHigh[i]);
+  const double start[7] = {xy[0], xy[1], kPandaCubeHalf, 1.0, 0.0, 0.0, 0.0};
+  mju_copy(data->qpos + cube, start, 7);
+  double goal[3] = {0.0, 0.0, kPandaCubeHalf};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    for (int i = 0; i < 2; ++i) goal[i] = uniform(rng, kPandaTableLow[i], kPandaTableHigh[i]);
+    if (std::hypot(goal[0] - xy[0], goal[1] - xy[1]) >= kPandaMinGoalDistance) break;
+  }
+  if (goals_in_air && uniform(rng, 0.0, 1.0) < 0.5) goal[2] = uniform(rng, kPandaCubeHalf, kPandaPickGoalTop);
+  mju_copy(model->site_pos + 3 * named_id(model, mjOBJ_SITE, "goal"), goal, 3);
+}
+
+void panda_push_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
+  panda_cube_reset(model, data, rng, false);
+}
+
+void panda_pick_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
+  panda_cube_reset(model, data, rng, true);
+}
+
+// observation (tcp position, tcp velocity, finger width and its rate, 7 joint angles; with a cube also its
+// position, position minus the tcp's, quaternion and 6 velocities) | achieved goal (tcp or cube) | desired goal
+std::vector<double> panda_observe(const mjModel* model, const mjData* data) {
   PandaIndex index = panda_index(model);
   const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
   mjtNum velocity[6];
@@ -229,16 +262,37 @@ std::vector<double> panda_reach_observe(const mjModel* model, const mjData* data
   obs.push_back(2 * data->qpos[index.finger_qpos]);
   obs.push_back(2 * data->qvel[index.finger_dof]);
   for (int j = 0; j < 7; ++j) obs.push_back(data->qpos[index.qadr[j]]);
-  obs.insert(obs.end(), tcp, tcp + 3);
+  const mjtNum* achieved = tcp;
+  int cube_joint = mj_name2id(model, mjOBJ_JOINT, "cube");
+  if (cube_joint >= 0) {
+    const mjtNum* cube = data->qpos + model->jnt_qposadr[cube_joint];
+    const mjtNum* cube_velocity = data->qvel + model->jnt_dofadr[cube_joint];
+    obs.insert(obs.end(), cube, cube + 3);
+    for (int i = 0; i < 3; ++i) obs.push_back(cube[i] - tcp[i]);
+    obs.insert(obs.end(), cube + 3, cube + 7);
+    obs.insert(obs.end(), cube_velocity, cube_velocity + 6);
+    achieved = cube;
+  }
+  obs.insert(obs.end(), achieved, achieved + 3);
   obs.insert(obs.end(), model->site_pos + 3 * index.goal, model->site_pos + 3 * index.goal + 3);
   return obs;
 }
 
-StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {
-  const std::vector<double>& obs = step.observation;  // achieved goal at [15, 18), desired at [18, 21)
-  double dx = obs[15] - obs[18], dy = obs[16] - obs[19], dz = obs[17] - obs[20];
+// Sparse: -1 until the achieved goal (the last-but-one 3 entries) is within the threshold of the desired one.
+StepOutcome goal_score(const StepContext& step, double threshold) {
+  const std::vector<double>& obs = step.observation;
+  size_t a = obs.size() - 6, d = obs.size() - 3;
+  double dx = obs[a] - obs[d], dy = obs[a + 1] - obs[d + 1], dz = obs[a + 2] - obs[d + 2];
   double distance = std::sqrt(dx * dx + dy * dy + dz * dz);
-  return {distance >= kPandaReachThreshold ? -1.0 : 0.0, false};
+  return {distance >= threshold ? -1.0 : 0.0, false};
+}
+
+StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {
+  return goal_score(step, kPandaReachThreshold);
+}
+
+StepOutcome panda_cube_score(const mjModel*, const mjData*, const StepContext& step) {
+  return goal_score(step, kPandaCubeThreshold);
 }
 
 }  // namespace
@@ -250,8 +304,12 @@ const std::vector<Task>& all_tasks() {
       {"reach", "Reacher-v5", "reacher.xml", 2, 50, 10, reach_reset, reach_observe, reach_score},
       {"cheetah", "HalfCheetah-v5", "half_cheetah.xml", 5, 1000, 17, cheetah_reset, cheetah_observe,
        cheetah_score},
-      {"panda-reach", "RobotrlPandaReach-v0", "", 8, 50, 21, panda_reach_reset, panda_reach_observe,
-       panda_reach_score, 4, panda_apply_action, true, 3},
+      {"panda-reach", "RobotrlPandaReach-v0", "", 8, 50, 21, panda_reach_reset, panda_observe, panda_reach_score,
+       4, panda_apply_action, true, 3},
+      {"panda-push", "RobotrlPandaPush-v0", "", 8, 50, 37, panda_push_reset, panda_observe, panda_cube_score,
+       4, panda_apply_action, true, 3},
+      {"panda-pick", "RobotrlPandaPick-v0", "", 8, 50, 37, panda_pick_reset, panda_observe, panda_cube_score,
+       4, panda_apply_action, true, 3},
   };
   return tasks;
 }
