@@ -204,7 +204,8 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
             mujoco.mj_saveModel(scene(), tmp, None)
             files["mjb"] = str(out.with_suffix(".mjb"))
             card["scene"] = {"file": Path(files["mjb"]).name, "mujoco_version": mujoco.__version__,
-                             "format": "MuJoCo binary model (mj_saveModel/mj_loadModel), meshes included"}
+                             "format": "MuJoCo binary model (mj_saveModel/mj_loadModel), self-contained; mesh geoms "
+                                       "dropped (visual or collision-free), the physics unchanged"}
         card = {**card, "verified_max_abs_diff": diffs["pt"], "observations_checked": int(observations.shape[0]),
                 "files": {fmt: {"file": Path(files[fmt]).name, "verified_max_abs_diff": diffs[fmt],
                                 "input": FORMAT_INPUTS[fmt]} for fmt in formats}}
@@ -228,7 +229,7 @@ def interface_card(env: gym.Env) -> dict[str, Any]:
     card: dict[str, Any] = {}
     goals = goal_wrapper(env)
     if goals is not None:
-        card["observation_layout"] = observation_layout(goals, goals.widths)
+        card["observation_layout"] = observation_layout(goals)
         card["goal_observation"] = {"keys": list(GOAL_KEYS), "widths": goals.widths,
                                     "note": "the flat input is the keys' vectors concatenated in this order"}
     u = env.unwrapped

@@ -58,10 +58,11 @@ def flatten_goal_obs(obs: dict[str, Any], widths: dict[str, int]) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-def observation_layout(env: gym.Env, widths: dict[str, int]) -> list[dict[str, Any]]:
+def observation_layout(goals: GoalObservation) -> list[dict[str, Any]]:
     """Element blocks of the flat vector: name, unit, [start, stop). The env may name the blocks of its
     `observation` part (observation_layout()); otherwise that part is one block."""
-    named = env.unwrapped.observation_layout() if hasattr(env.unwrapped, "observation_layout") else None
+    widths, env = goals.widths, goals.unwrapped
+    named = env.observation_layout() if hasattr(env, "observation_layout") else None
     blocks = named or [{"name": "observation", "unit": "", "width": widths["observation"]}]
     if sum(b["width"] for b in blocks) != widths["observation"]:
         raise RobotrlError("the env's observation_layout() does not add up to its observation width")

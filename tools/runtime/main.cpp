@@ -296,13 +296,12 @@ std::vector<float> action_midpoint(const mjModel* model, const Task& task) {
 
 // The exported module already clamps and maps non-finite input to the midpoint; this second guard keeps
 // the robot safe with a policy that does not. Returns whether the action had to be replaced or clamped.
-bool make_action_safe(const mjModel* model, const Task& task, std::vector<float>& action) {
+bool make_action_safe(const ActionBounds& bounds, const std::vector<float>& midpoint, std::vector<float>& action) {
   bool finite = std::all_of(action.begin(), action.end(), [](float a) { return std::isfinite(a); });
   if (!finite) {
-    action = action_midpoint(model, task);
+    action = midpoint;
     return true;
   }
-  ActionBounds bounds = action_bounds(model, task);
   bool changed = false;
   for (size_t i = 0; i < action.size(); ++i) {
     float clamped = std::min(std::max(action[i], bounds.low[i]), bounds.high[i]);
@@ -345,7 +344,7 @@ int probe_nonfinite(Policy& policy, const Task& task, const mjModel* model) {
     bool safe = raw == midpoint;
     all_safe = all_safe && safe;
     std::vector<float> applied = raw;
-    make_action_safe(model, task, applied);
+    make_action_safe(action_bounds(model, task), midpoint, applied);
     std::string raw_text = "[";
     for (size_t i = 0; i < raw.size(); ++i) {  // spell NaN out: json::array would write null
       raw_text += (i ? ", " : "") + (std::isfinite(raw[i]) ? json::number(raw[i]) : std::string("\"nan\""));
@@ -428,6 +427,8 @@ int run(int argc, char** argv) {
   for (int i = 0; i < 20; ++i) policy.act(std::vector<float>(task.observation_width, 0.0f));
 
   const double dt = model->opt.timestep * task.frame_skip;
+  const ActionBounds bounds = action_bounds(model.get(), task);
+  const std::vector<float> midpoint = action_midpoint(model.get(), task);
   std::vector<double> latencies_us;
   std::vector<EpisodeRecord> records;
   long long unsafe_actions = 0;
@@ -455,7 +456,7 @@ int run(int argc, char** argv) {
       double forward_us = 0.0;
       std::vector<float> action = policy.act(to_float(observation), &forward_us);
       latencies_us.push_back(forward_us);
-      unsafe_actions += make_action_safe(model.get(), task, action);
+      unsafe_actions += make_action_safe(bounds, midpoint, action);
       if (!options.record_path.empty()) {
         record.observations.push_back(observation);
         record.actions.push_back(action);

@@ -150,6 +150,14 @@ PandaIndex panda_index(const mjModel* model) {
   return index;
 }
 
+// The ids are looked up once per model, not on every step.
+const PandaIndex& cached_panda_index(const mjModel* model) {
+  static thread_local const mjModel* indexed = nullptr;
+  static thread_local PandaIndex index{};
+  if (indexed != model) index = panda_index(model), indexed = model;
+  return index;
+}
+
 double clip(double value, double low, double high) { return std::min(std::max(value, low), high); }
 
 // panda.PandaIK.joint_targets: the same MuJoCo calls in the same order, so the same bits.
@@ -208,9 +216,7 @@ void panda_reach_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
 }
 
 void panda_apply_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
-  static thread_local const mjModel* indexed = nullptr;
-  static thread_local PandaIndex index{};
-  if (indexed != model) index = panda_index(model), indexed = model;
+  const PandaIndex& index = cached_panda_index(model);
   double command[4];
   for (int i = 0; i < 4; ++i) command[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
   const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
@@ -253,7 +259,7 @@ void panda_pick_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
 // observation (tcp position, tcp velocity, finger width and its rate, 7 joint angles; with a cube also its
 // position, position minus the tcp's, quaternion and 6 velocities) | achieved goal (tcp or cube) | desired goal
 std::vector<double> panda_observe(const mjModel* model, const mjData* data) {
-  PandaIndex index = panda_index(model);
+  const PandaIndex& index = cached_panda_index(model);
   const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
   mjtNum velocity[6];
   mj_objectVelocity(model, data, mjOBJ_SITE, index.tcp, velocity, 0);
