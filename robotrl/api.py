@@ -14,7 +14,7 @@ from robotrl.config import RobotrlError
 from robotrl.envs.goal import flatten_goal_obs
 from robotrl.evaluate import EvalResult, load_policy_file
 from robotrl.export import DEFAULT_FORMATS, ExportResult, export_checkpoint
-from robotrl.loop import Run, build_run, evaluate_run, load_run, run_policy, save_run, train
+from robotrl.run import Run, build_run, evaluate_run, load_run, run_policy, save_run, train
 
 
 class Trainer:

@@ -84,7 +84,7 @@ def _fmt_success(rate: float) -> str:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from robotrl.config import parse_overrides
-    from robotrl.loop import build_run, load_run, train
+    from robotrl.run import build_run, load_run, train
 
     if args.resume:
         if args.task or args.set:

@@ -67,11 +67,36 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
 
 
 @dataclass
-class LoopConfig:
-    """Settings of the one off-policy training loop, shared by every algorithm."""
+class RunConfig:
+    """Settings every training loop shares (the off-policy loop's LoopConfig and the on-policy RolloutConfig)."""
 
     total_steps: int = 100_000
     """Environment steps to train for when --steps is not given."""
+    eval_every: int = 5_000
+    """Run a deterministic evaluation every this many environment steps (0 disables)."""
+    eval_episodes: int = 10
+    """Episodes per periodic evaluation and for the final evaluation."""
+    checkpoint_every: int = 10_000
+    """Write checkpoints/last.pt (and the replay) every this many steps (0: not by step count). With
+    checkpoint_minutes, whichever comes first: a crash loses at most that much training. Runs with a directory only."""
+    checkpoint_minutes: float = 10.0
+    """Also write the checkpoint when this many minutes of wall-clock have passed since the last one (0: never)."""
+    normalize_obs: bool = True
+    """Keep a running mean/std of observations; it is frozen into exported policies."""
+    keep_best: bool = False
+    """Deploy (evaluate, export) the policy of the best periodic evaluation (selection block, on the eval_every
+    grid) instead of the last one, as SB3's EvalCallback best_model; training itself continues from the latest
+    weights. The figures a run reports come from the disjoint report block."""
+    torch_threads: int = 1
+    """CPU threads for torch; small MLPs run fastest on one thread."""
+    device: str = "cpu"
+    """Torch device for networks and updates ("cpu", "cuda", "cuda:1")."""
+
+
+@dataclass
+class LoopConfig(RunConfig):
+    """Settings of the off-policy training loop (replay, updates per step), shared by every off-policy algorithm."""
+
     warmup_steps: int = 10_000
     """Steps of warm-up actions (see warmup_policy) before the policy acts and updates start."""
     warmup_policy: Literal["uniform", "scripted"] = "uniform"
@@ -94,25 +119,22 @@ class LoopConfig:
     reaching its goal."""
     updates_per_step: float = 1.0
     """Update-to-data ratio: gradient updates per environment step (may be fractional, e.g. 0.5)."""
-    eval_every: int = 5_000
-    """Run a deterministic evaluation every this many environment steps (0 disables)."""
-    eval_episodes: int = 10
-    """Episodes per periodic evaluation and for the final evaluation."""
-    checkpoint_every: int = 10_000
-    """Write checkpoints/last.pt (and the replay) every this many steps (0: not by step count). With
-    checkpoint_minutes, whichever comes first: a crash loses at most that much training. Runs with a directory only."""
-    checkpoint_minutes: float = 10.0
-    """Also write the checkpoint when this many minutes of wall-clock have passed since the last one (0: never)."""
-    normalize_obs: bool = True
-    """Keep a running mean/std of observations; it is frozen into exported policies."""
-    keep_best: bool = False
-    """Deploy (evaluate, export) the policy of the best periodic evaluation (selection block, on the eval_every
-    grid) instead of the last one, as SB3's EvalCallback best_model; training itself continues from the latest
-    weights. The figures a run reports come from the disjoint report block."""
-    torch_threads: int = 1
-    """CPU threads for torch; small MLPs run fastest on one thread."""
-    device: str = "cpu"
-    """Torch device for networks and updates ("cpu", "cuda", "cuda:1")."""
+
+
+@dataclass
+class RolloutConfig(RunConfig):
+    """Settings of the on-policy loop: N environments stepped together, rollouts of T steps each, one update per
+    rollout. A run ends at the first rollout boundary at or past its step target."""
+
+    n_envs: int = 1
+    """Environments stepped together (gymnasium's vector API); a rollout holds rollout_steps x n_envs steps."""
+    rollout_steps: int = 2048
+    """Steps per environment in one rollout (T), after which the algorithm updates on the T x n_envs batch."""
+    vector: Literal["sync", "async"] = "sync"
+    """gymnasium's SyncVectorEnv (all envs in this process) or AsyncVectorEnv (one worker process per env)."""
+    normalize_reward: bool = False
+    """Divide rewards by the running std of the discounted return (as SB3's VecNormalize norm_reward); the value
+    function then learns scaled returns. Evaluation and reported returns are never scaled."""
 
 
 def _type_name(tp: Any) -> str:
@@ -187,7 +209,7 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "buffer_size": _at_least(1), "n_step": _at_least(1), "her_goals": _at_least(0), "updates_per_step": _POSITIVE,
     "eval_every": _at_least(0),
     "eval_episodes": _at_least(1), "checkpoint_every": _at_least(0), "checkpoint_minutes": _at_least(0),
-    "torch_threads": _at_least(1),
+    "torch_threads": _at_least(1), "n_envs": _at_least(1), "rollout_steps": _at_least(1),
     "gamma": _UNIT, "tau": _UNIT, "actor_lr": _POSITIVE, "critic_lr": _POSITIVE, "lr": _POSITIVE,
     "alpha_lr": _POSITIVE, "init_alpha": _POSITIVE, "actor_hidden": _WIDTHS, "critic_hidden": _WIDTHS,
     "hidden": _WIDTHS, "noise_sigma": _at_least(0), "ou_theta": _at_least(0), "ou_dt": _POSITIVE,
@@ -245,15 +267,16 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def split_run_config(algo_cls: type, values: dict[str, Any], source: str) -> tuple[LoopConfig, Any]:
-    """Split one flat dict into (LoopConfig, <Algo>Config), rejecting keys neither knows."""
-    loop_keys = set(field_names(LoopConfig))
+def split_run_config(algo_cls: type, values: dict[str, Any], source: str,
+                     loop_cls: type = LoopConfig) -> tuple[Any, Any]:
+    """Split one flat dict into (the loop's config, <Algo>Config), rejecting keys neither knows."""
+    loop_keys = set(field_names(loop_cls))
     algo_keys = set(field_names(algo_cls))
     unknown = [k for k in values if k not in loop_keys | algo_keys]
     if unknown:
         valid = ", ".join(sorted(loop_keys | algo_keys))
         raise RobotrlError(f"unknown config key '{unknown[0]}' in {source}; valid keys: {valid}")
-    loop = build(LoopConfig, {k: v for k, v in values.items() if k in loop_keys}, source)
+    loop = build(loop_cls, {k: v for k, v in values.items() if k in loop_keys}, source)
     algo = build(algo_cls, {k: v for k, v in values.items() if k in algo_keys}, source)
     if getattr(algo, "cem_elites", 0) > getattr(algo, "cem_samples", 0):
         raise RobotrlError(f"config key 'cem_elites' ({algo.cem_elites}) must not exceed cem_samples "

@@ -22,7 +22,7 @@ def make_batch(obs, action, reward, next_obs, terminated) -> Batch:
 def split_and_whole_runs(tmp_path, task: str, algo: str, seed: int, overrides: dict, split: int, total: int):
     """(resumed, uninterrupted): a run trained to `split`, checkpointed, loaded and trained on to `total`, and the
     same run trained to `total` in one go; their critics must be equal for resume to be exact."""
-    from robotrl.loop import build_run, load_run, train
+    from robotrl.run import build_run, load_run, train
 
     half = build_run(task, algo, seed=seed, overrides=overrides, run_dir=tmp_path / "half")
     train(half, split, progress=False)

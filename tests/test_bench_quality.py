@@ -14,7 +14,7 @@ from PIL import Image
 from robotrl.algos import get_algo
 from robotrl.config import RobotrlError, split_run_config
 from robotrl.envs import load_card, make_env
-from robotrl.loop import build_run
+from robotrl.run import build_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -272,7 +272,7 @@ def test_kill_9_loses_at_most_the_checkpoint_interval(tmp_path):
 
     import torch
 
-    from robotrl.loop import load_run
+    from robotrl.run import load_run
 
     proc = _start_training(tmp_path, "killed", 100_000, "--set", "checkpoint_every=200",
                            started="checkpoints/last.pt")

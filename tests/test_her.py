@@ -9,8 +9,8 @@ import pytest
 from conftest import split_and_whole_runs
 
 from robotrl import RobotrlError
-from robotrl.loop import build_run
 from robotrl.replay import Hindsight, ReplayBuffer
+from robotrl.run import build_run
 
 # obs layout: [t, achieved (1), desired (1)]; the env's reward: 0 when achieved == desired, else -1
 ACHIEVED, DESIRED = (1, 2), (2, 3)
@@ -138,7 +138,7 @@ def test_bench_env_reports_the_replay_bytes_of_a_million_goal_transitions(capsys
 
 @pytest.mark.parametrize("algo", ["ddpg", "td3", "sac", "naf"])
 def test_every_off_policy_algorithm_trains_on_relabelled_batches(algo):
-    from robotrl.loop import train
+    from robotrl.run import train
 
     hidden = {"hidden": [16]} if algo == "naf" else {"actor_hidden": [16], "critic_hidden": [16]}
     run = build_run("panda-reach", algo, seed=0, overrides={"warmup_steps": 60, "batch_size": 32, "eval_every": 0,

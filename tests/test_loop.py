@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from robotrl.config import EVAL_BLOCK_EPISODES, eval_seed_base
-from robotrl.loop import build_run, train
+from robotrl.run import build_run, train
 
 TINY = dict(warmup_steps=50, batch_size=16, eval_every=0, eval_episodes=1, actor_hidden=[8], critic_hidden=[8],
             buffer_size=5000)

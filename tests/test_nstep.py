@@ -9,8 +9,8 @@ import torch
 from conftest import split_and_whole_runs
 
 from robotrl import RobotrlError
-from robotrl.loop import build_run
 from robotrl.replay import ReplayBuffer
+from robotrl.run import build_run
 from robotrl.targets import bellman_target
 
 G = 0.5

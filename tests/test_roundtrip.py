@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from robotrl import DDPG, NAF, SAC, TD3, QTOpt, RobotrlError, load_policy
-from robotrl.loop import build_run, load_run, save_run, train
+from robotrl.run import build_run, load_run, save_run, train
 
 SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
              critic_hidden=[32, 32], buffer_size=10_000, updates_per_step=1.0)
@@ -253,14 +253,14 @@ def test_keep_best_deploys_the_best_evaluated_policy_everywhere(tmp_path):
     assert run.best["eval"]["mean_return"] == max(evals) and run.best["eval"]["block"] == "selection"
     # what train reports is the chosen policy on the report block, not the selection figure that chose it
     from robotrl.config import eval_seed_base
-    from robotrl.loop import evaluate_run
+    from robotrl.run import evaluate_run
 
     report = evaluate_run(run, 2)
     assert result["eval_mean_return"] == report.mean_return and result["eval_block"] == "report"
     assert result["eval_seed"] == report.seed == eval_seed_base(4, "report") != run.best["eval"]["seed"]
 
     obs = torch.from_numpy(_observations("pendulum", 16))
-    from robotrl.loop import run_policy
+    from robotrl.run import run_policy
 
     with torch.no_grad():
         deployed, latest = run_policy(run)(obs), run_policy(run, current=True)(obs)
@@ -334,7 +334,7 @@ def test_a_users_gymnasium_env_is_the_mdp_everywhere_train_eval_save_resume_expo
     import gymnasium as gym
 
     from robotrl.evaluate import evaluate_path, run_episodes
-    from robotrl.loop import evaluate_run, run_policy
+    from robotrl.run import evaluate_run, run_policy
 
     agent = SAC(_user_reacher(), seed=0, **SMALL).learn(300)
     run = agent.run

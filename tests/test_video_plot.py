@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from robotrl.loop import build_run, train
+from robotrl.run import build_run, train
 
 # The module's fixtures are built once per worker, so its tests share one worker.
 pytestmark = pytest.mark.xdist_group("video_plot")

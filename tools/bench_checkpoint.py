@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robotrl.loop import build_run, load_run, save_run
+from robotrl.run import build_run, load_run, save_run
 
 
 def main() -> None:

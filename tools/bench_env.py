@@ -19,8 +19,8 @@ import torch
 
 from robotrl.envs import make_env
 from robotrl.envs.goal import goal_wrapper
-from robotrl.loop import build_run, train
 from robotrl.replay import Hindsight, ReplayBuffer
+from robotrl.run import build_run, train
 
 REPLAY_CAPACITY = 1_000_000
 

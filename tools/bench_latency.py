@@ -31,7 +31,7 @@ from robotrl.checkpoint import load_checkpoint
 from robotrl.config import RobotrlError
 from robotrl.evaluate import onnx_session, policy_from_checkpoint
 from robotrl.export import reference_observations
-from robotrl.loop import build_run, run_policy
+from robotrl.run import build_run, run_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ROOT / "tools" / "runtime" / "build" / "robotrl_runtime"

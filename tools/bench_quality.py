@@ -37,7 +37,7 @@ from robotrl.config import RobotrlError, eval_seed_base, parse_overrides, split_
 from robotrl.envs import load_card, make_env
 from robotrl.envs.goal import goal_wrapper
 from robotrl.evaluate import run_episodes
-from robotrl.loop import build_run, run_policy, run_values, train
+from robotrl.run import build_run, run_policy, run_values, train
 
 LIBRARIES = ("robotrl", "sb3")
 

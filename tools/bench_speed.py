@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import card_configs, sb3_kwargs  # noqa: E402
 
 from robotrl.envs import load_card, make_env  # noqa: E402
-from robotrl.loop import build_run, train  # noqa: E402
+from robotrl.run import build_run, train  # noqa: E402
 
 NETS = {"sac": [256, 256], "td3": [400, 300], "ddpg": [400, 300]}  # SB3's MlpPolicy defaults
 BATCH = 256

@@ -19,7 +19,7 @@ import torch
 
 from robotrl.algos import ALGOS
 from robotrl.config import parse_overrides
-from robotrl.loop import build_run, evaluate_run, train
+from robotrl.run import build_run, evaluate_run, train
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -1,10 +1,12 @@
-"""Algorithms. Each exposes <Name>Config and <Name>Agent; the loop sees only the Agent contract:
+"""Algorithms. Each exposes <Name>Config and <Name>Agent; a loop sees only the Agent contract:
 act(obs, explore) -> action, update(batch) -> metrics, policy() -> nn.Module, reset_episode(),
-state_dict() / load_state_dict()."""
+state_dict() / load_state_dict(). Each spec names the loop that trains it: "off-policy" (robotrl.loop: replay,
+updates per step) or "on-policy" (robotrl.rollout: vectorised rollouts, one update per rollout)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
 from robotrl.algos.naf import NAFAgent, NAFConfig
@@ -19,6 +21,13 @@ class AlgoSpec:
     config_cls: type
     agent_cls: type
     summary: str
+    loop: Literal["off-policy", "on-policy"] = "off-policy"
+
+    @property
+    def loop_config_cls(self) -> type:
+        from robotrl.config import LoopConfig, RolloutConfig
+
+        return LoopConfig if self.loop == "off-policy" else RolloutConfig
 
 
 ALGOS: dict[str, AlgoSpec] = {
