@@ -45,6 +45,9 @@ HOME_QPOS = np.array([0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853])
 PREFIX = "panda/"  # names of the robot's elements in the composed scene
 FINGER_MAX = 0.04  # each finger's travel, metres (actuator8 commands finger_joint1; an equality couples the other)
 START_TCP = np.array([0.45, 0.0, 0.2])
+# The object tasks start with the fingertips 2 cm above the cube's top, as Fetch's gripper starts just above its
+# object: from 0.2 m, 100 episodes of uniform random actions never touched the cube (from 0.06 m, 11 moved it)
+START_TCP_OBJECT = np.array([0.45, 0.0, 0.06])
 # The TCP's orientation the IK holds (columns: its x, y, z axes in the world): the hand pointing straight down with
 # the fingers closing along world x
 TCP_ROTATION = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]])
@@ -119,7 +122,7 @@ def scene_spec(with_cube: bool) -> mujoco.MjSpec:
 @functools.lru_cache(maxsize=4)
 def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
     """The scene compiled once per process (~1.5 s, the meshes; each env gets a copy), with a keyframe "home": the
-    arm posture that puts the TCP at START_TCP pointing down (kinematic IK from HOME_QPOS), fingers open.
+    arm posture that puts the TCP at the start position pointing down (kinematic IK from HOME_QPOS), fingers open.
 
     Without `meshes`, the scene the C++ runtime loads (0.3 MB instead of 35): every mesh geom is dropped. They are
     all visual or contype-0 geoms and the bodies' inertias are explicit, so the physics is the same to the bit (the
@@ -136,7 +139,7 @@ def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
     data.qpos[ik.qadr] = HOME_QPOS
     mujoco.mj_kinematics(model, data)
     for _ in range(200):
-        data.qpos[ik.qadr] = ik.joint_targets(data, START_TCP, TCP_ROTATION)
+        data.qpos[ik.qadr] = ik.joint_targets(data, start_tcp(with_cube), TCP_ROTATION)
         mujoco.mj_kinematics(model, data)
         mujoco.mj_comPos(model, data)
     finger = model.joint(PREFIX + "finger_joint1").qposadr[0]
@@ -145,6 +148,11 @@ def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
     model.key_ctrl[0, :7] = data.qpos[ik.qadr]
     model.key_ctrl[0, 7] = FINGER_MAX
     return model
+
+
+def start_tcp(with_cube: bool) -> np.ndarray:
+    """Where an episode starts the TCP (the "home" keyframe of the scene)."""
+    return START_TCP_OBJECT if with_cube else START_TCP
 
 
 def scene_model(with_cube: bool) -> mujoco.MjModel:
@@ -235,7 +243,7 @@ class PandaEnv(MujocoEnv):
         self._cube = m.joint("cube").qposadr[0] if self.with_cube else None
         self._cube_dof = m.joint("cube").dofadr[0] if self.with_cube else None
         self._home_key = m.key("home").id
-        self.goal = START_TCP.copy()
+        self.goal = start_tcp(self.with_cube).copy()
         n_act = 4 if control == "ee" else 8
         self.action_space = spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
         obs = self._get_obs()
@@ -406,6 +414,9 @@ class PandaPushEnv(PandaEnv):
     def _achieved_goal(self) -> np.ndarray:
         return self.data.qpos[self._cube:self._cube + 3].copy()
 
+    def scripted_policy(self) -> ScriptedPanda:
+        return ScriptedPanda("push")
+
 
 class PandaPickEnv(PandaPushEnv):
     """Pick and place: the cube to a random goal on the table or up to 0.25 m above it (half the goals in the air,
@@ -418,3 +429,77 @@ class PandaPickEnv(PandaPushEnv):
         if self.np_random.uniform() < 0.5:
             goal[2] = self.np_random.uniform(self.goal_low[2], self.goal_high[2])
         return goal
+
+    def scripted_policy(self) -> ScriptedPanda:
+        return ScriptedPanda("pick")
+
+
+class ScriptedPanda:
+    """A scripted push or pick-and-place on the flat observation (observation, achieved_goal, desired_goal) ->
+    action in [-1, 1]: what `warmup_policy: scripted` seeds replay with, as QT-Opt seeded its replay with scripted
+    grasps and Nair et al. 2018 seeded Fetch push and pick-and-place with demonstrations. Stateful per episode (the
+    pick's grasp phase); reset() per episode."""
+
+    TCP, CUBE = slice(0, 3), slice(15, 18)
+    HOVER = 0.05  # metres above the cube's centre while moving over it
+    GAIN = 1.0  # action per MAX_TCP_STEP of position error
+
+    def __init__(self, task: str) -> None:
+        if task not in ("push", "pick"):
+            raise ValueError(f"no scripted Panda policy for '{task}'")
+        self.task = task
+        self.phase: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.phase = {}
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self.phase)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.phase = dict(state)
+
+    def _towards(self, tcp: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return np.clip(self.GAIN * (target - tcp) / MAX_TCP_STEP, -1.0, 1.0)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        tcp, cube, goal = obs[self.TCP], obs[self.CUBE], obs[-3:]
+        return self._pick(tcp, cube, goal) if self.task == "pick" else self._push(tcp, cube, goal)
+
+    def _push(self, tcp: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Closed fingers as a paddle: come down behind the cube (on the side away from the goal), then push along
+        the cube-to-goal line, correcting sideways."""
+        to_goal = goal[:2] - cube[:2]
+        direction = to_goal / max(np.linalg.norm(to_goal), 1e-6)
+        behind = cube[:2] - direction * (CUBE_HALF + 0.025)
+        offset = tcp[:2] - cube[:2]
+        along, across = offset @ direction, offset @ np.array([-direction[1], direction[0]])
+        if along < -CUBE_HALF and abs(across) < 0.015 and tcp[2] < cube[2] + 0.015:  # in place: push
+            target = np.array([*(tcp[:2] + direction * min(np.linalg.norm(to_goal), 0.02)), cube[2]])
+            target[:2] -= np.array([-direction[1], direction[0]]) * across
+        elif np.linalg.norm(tcp[:2] - behind) < 0.015:  # above the spot behind the cube: descend
+            target = np.array([*behind, cube[2]])
+        else:  # travel above the cube's height to the spot behind it
+            target = np.array([*behind, cube[2] + self.HOVER])
+        return np.array([*self._towards(tcp, target), -1.0])
+
+    def _pick(self, tcp: np.ndarray, cube: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Open above the cube, descend, close for a few steps, carry to the goal."""
+        closing = self.phase.get("closing", 0)
+        if closing == 0:
+            if np.linalg.norm(tcp[:2] - cube[:2]) > 0.01:
+                target, fingers = np.array([*cube[:2], cube[2] + self.HOVER]), 1.0
+            elif tcp[2] > cube[2] + 0.01:
+                target, fingers = cube.copy(), 1.0
+            else:
+                self.phase["closing"] = 1
+                target, fingers = cube.copy(), -1.0
+        elif closing < 5:
+            self.phase["closing"] = closing + 1
+            target, fingers = tcp.copy(), -1.0
+        else:
+            if np.linalg.norm(tcp - cube) > 0.03:  # the cube slipped away: start over
+                self.phase["closing"] = 0
+            target, fingers = goal.copy(), -1.0
+        return np.array([*self._towards(tcp, target), fingers])
