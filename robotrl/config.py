@@ -127,11 +127,10 @@ class RolloutConfig(RunConfig):
     rollout. A run ends at the first rollout boundary at or past its step target."""
 
     n_envs: int = 1
-    """Environments stepped together (gymnasium's vector API); a rollout holds rollout_steps x n_envs steps."""
+    """Environments stepped together in this process (gymnasium's SyncVectorEnv); a rollout holds
+    rollout_steps x n_envs steps."""
     rollout_steps: int = 2048
     """Steps per environment in one rollout (T), after which the algorithm updates on the T x n_envs batch."""
-    vector: Literal["sync", "async"] = "sync"
-    """gymnasium's SyncVectorEnv (all envs in this process) or AsyncVectorEnv (one worker process per env)."""
     normalize_reward: bool = False
     """Divide rewards by the running std of the discounted return (as SB3's VecNormalize norm_reward); the value
     function then learns scaled returns. Evaluation and reported returns are never scaled."""
@@ -216,6 +215,9 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "critic_weight_decay": _at_least(0), "lag_every": _at_least(1), "cem_samples": _at_least(1),
     "cem_elites": _at_least(1), "cem_iterations": _at_least(1), "epsilon": _UNIT, "policy_delay": _at_least(1),
     "target_noise": _at_least(0), "target_noise_clip": _at_least(0),
+    "gae_lambda": _UNIT, "n_epochs": _at_least(1), "minibatch_size": _at_least(1), "clip_range": _POSITIVE,
+    "clip_range_vf": _POSITIVE, "kl_target": _POSITIVE, "kl_beta_init": _at_least(0), "target_kl": _POSITIVE,
+    "ent_coef": _at_least(0), "vf_coef": _at_least(0), "max_grad_norm": _at_least(0),
 }
 
 

@@ -100,7 +100,8 @@ def run_episodes(policy: Callable[[torch.Tensor], torch.Tensor], env: gym.Env, e
 def policy_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint") -> DeployedPolicy:
     """Rebuild the deployable policy (normaliser -> actor -> rescale) from a loaded checkpoint."""
     spec = get_algo(ckpt["algo"])
-    _, algo_cfg = split_run_config(spec.config_cls, {**ckpt["loop_config"], **ckpt["algo_config"]}, "checkpoint")
+    _, algo_cfg = split_run_config(spec.config_cls, {**ckpt["loop_config"], **ckpt["algo_config"]}, "checkpoint",
+                                   loop_cls=spec.loop_config_cls)
     agent = spec.agent_cls(ckpt["obs_dim"], ckpt["action_dim"], algo_cfg, seed=ckpt["seed"], device="cpu")
     normalizer = ObsNormalizer(ckpt["obs_dim"], enabled=ckpt["loop_config"]["normalize_obs"])
     restore_agent(agent, normalizer, ckpt, source)

@@ -183,6 +183,43 @@ class NAFHead(nn.Module):
         return value + self.advantage(action, mu, lower)
 
 
+def policy_gradient_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float,
+                        orthogonal: bool = True) -> nn.Sequential:
+    """Tanh MLP of the on-policy algorithms. With `orthogonal` (Saxe et al. 2014, as the PPO implementations use),
+    hidden layers get orthogonal weights of gain sqrt(2) and the output layer gain `out_gain` (0.01 for a policy
+    mean, 1 for a value), biases zero."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.Tanh()]
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    if orthogonal:
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        for i, layer in enumerate(linears):
+            nn.init.orthogonal_(layer.weight, gain=out_gain if i == len(linears) - 1 else math.sqrt(2.0))
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(nn.Module):
+    """pi(a|s) = N(mu(s), diag(exp(log_std))^2) with a state-independent log std; forward() is the mean, the
+    deployed (deterministic) action. Samples are unbounded; the env boundary clips them to [-1, 1]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_init: float = 0.0,
+                 orthogonal: bool = True):
+        super().__init__()
+        self.mean = policy_gradient_mlp(obs_dim, hidden, action_dim, 0.01, orthogonal)
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean(obs)
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean = self.mean(obs)
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+
 class ObsNormalizer(nn.Module):
     """Running mean / variance of observations (parallel-variance update, float64 statistics).
 

@@ -1,4 +1,4 @@
-"""Target-network and Bellman-target helpers shared by every algorithm."""
+"""Target-network and Bellman-target helpers shared by every algorithm, and the on-policy advantage estimator."""
 
 from __future__ import annotations
 
@@ -83,3 +83,25 @@ def smoothed_target_action(target_actor: nn.Module, next_obs: torch.Tensor, nois
         noise = (torch.randn_like(action) * noise_std).clamp(-noise_clip, noise_clip)
         action = (action + noise).clamp(-1.0, 1.0)
     return action
+
+
+@torch.no_grad()
+def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_values: torch.Tensor,
+        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016, eq. 16) over a rollout of shape (T, N):
+
+        delta_t = r_t + gamma (1 - done_t) V(s_{t+1}) - V(s_t),   A_t = delta_t + gamma lam (1 - done_t) A_{t+1},
+
+    with V(s_T) = last_values. done_t marks an episode that ended at step t (terminated or truncated): the
+    rollout loop has already added gamma V(final observation) to the reward of a truncated step, so a time limit
+    bootstraps and a termination does not. lam = 1 gives Monte-Carlo returns minus the baseline (REINFORCE; cut by
+    the rollout's end, completed with V), lam = 0 the one-step TD error. Returns (advantages, returns = A + V)."""
+    advantages = torch.zeros_like(rewards)
+    next_value, next_advantage = last_values, torch.zeros_like(last_values)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * live * next_value - values[t]
+        next_advantage = delta + gamma * lam * live * next_advantage
+        advantages[t] = next_advantage
+        next_value = values[t]
+    return advantages, advantages + values

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from robotrl.algos.ddpg import DDPGConfig
-from robotrl.config import LoopConfig, RobotrlError, parse_overrides, split_run_config
+from robotrl.config import LoopConfig, RobotrlError, RolloutConfig, parse_overrides, split_run_config
 
 
 def test_overrides_parse_yaml_values():
@@ -63,7 +63,7 @@ def test_every_config_field_has_a_docstring():
 
     from robotrl.algos import ALGOS
 
-    for cls in (LoopConfig, *(spec.config_cls for spec in ALGOS.values())):
+    for cls in (LoopConfig, RolloutConfig, *(spec.config_cls for spec in ALGOS.values())):
         missing = {f.name for f in fields(cls)} - _documented_fields(cls)
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
 

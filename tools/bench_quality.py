@@ -92,7 +92,9 @@ def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict
 
 def card_configs(card: Any, algo: str, overrides: dict[str, Any]) -> tuple[Any, Any]:
     """(LoopConfig, algorithm config) as robotrl builds them for a run: defaults <- card <- overrides."""
-    return split_run_config(get_algo(algo).config_cls, run_values(card, algo, overrides), f"task card '{card.name}'")
+    spec = get_algo(algo)
+    return split_run_config(spec.config_cls, run_values(card, algo, overrides), f"task card '{card.name}'",
+                            loop_cls=spec.loop_config_cls)
 
 
 def _rescaled(low: np.ndarray, high: np.ndarray, a: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
 from robotrl.algos.naf import NAFAgent, NAFConfig
+from robotrl.algos.ppo import PPOAgent, PPOConfig
 from robotrl.algos.qtopt import QTOptAgent, QTOptConfig
 from robotrl.algos.sac import SACAgent, SACConfig
 from robotrl.algos.td3 import TD3Agent, TD3Config
@@ -35,6 +36,9 @@ ALGOS: dict[str, AlgoSpec] = {
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
     "naf": AlgoSpec("naf", NAFConfig, NAFAgent,
                     "Normalized Advantage Functions (Gu et al. 2016): quadratic advantage, argmax = mu(s)"),
+    "ppo": AlgoSpec("ppo", PPOConfig, PPOAgent,
+                    "Proximal Policy Optimization (Schulman et al. 2017): clipped or adaptive-KL surrogate, GAE",
+                    loop="on-policy"),
     "qtopt": AlgoSpec("qtopt", QTOptConfig, QTOptAgent,
                       "QT-Opt (Kalashnikov et al. 2018): no actor, argmax_a Q by the cross-entropy method"),
     "sac": AlgoSpec("sac", SACConfig, SACAgent,
@@ -52,5 +56,5 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "QTOptAgent",
-           "QTOptConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "PPOAgent",
+           "PPOConfig", "QTOptAgent", "QTOptConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]

@@ -1,0 +1,164 @@
+"""What the on-policy algorithms share: config fields, the Gaussian actor-critic's acting side, and small pure
+functions for advantages, losses and steps (no base update: each algorithm's update reads like its paper)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robotrl.algos.common import AgentState
+from robotrl.nets import GaussianPolicy, policy_gradient_mlp
+from robotrl.targets import gae
+
+
+@dataclass
+class PolicyGradientConfig:
+    """Fields of every on-policy algorithm; each restates the defaults of its paper or reference implementation."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE(lambda) (Schulman et al. 2016): 1 is the Monte-Carlo return minus the baseline, 0 the TD error."""
+    lr: float = 3e-4
+    """Learning rate of the optimiser (of the value function, for TRPO)."""
+    lr_anneal: bool = False
+    """Anneal the learning rate linearly to 0 over total_steps."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths of the policy mean and of the value network (tanh, separate networks)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the state-independent Gaussian policy."""
+    orthogonal_init: bool = True
+    """Orthogonal initialisation (gain sqrt 2 hidden, 0.01 policy output, 1 value output)."""
+    normalize_advantage: bool = True
+    """Standardise advantages per (mini)batch."""
+    max_grad_norm: float = 0.5
+    """Clip the gradient's global norm to this (0 disables)."""
+
+
+class GaussianActorCritic(AgentState):
+    """act / sample / value / policy for an agent with `self.actor` (GaussianPolicy) and `self.critic` (V)."""
+
+    actor: GaussianPolicy
+    critic: nn.Module
+    device: torch.device
+
+    def _build_networks(self, obs_dim: int, action_dim: int, cfg: PolicyGradientConfig, device: str) -> None:
+        self.device = torch.device(device)
+        self.actor = GaussianPolicy(obs_dim, action_dim, cfg.hidden, cfg.log_std_init, cfg.orthogonal_init)
+        self.critic = policy_gradient_mlp(obs_dim, cfg.hidden, 1, 1.0, cfg.orthogonal_init)
+        self.actor.to(self.device)
+        self.critic.to(self.device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        action = self.actor.distribution(x).sample() if explore else self.actor(x)
+        return np.clip(action.cpu().numpy(), -1.0, 1.0)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(action, log pi(action|s), V(s)) for a batch of normalised observations, on the CPU."""
+        x = obs.to(self.device)
+        dist = self.actor.distribution(x)
+        action = dist.sample()
+        return action.cpu(), dist.log_prob(action).sum(-1).cpu(), self.critic(x).squeeze(-1).cpu()
+
+    @torch.no_grad()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs.to(self.device)).squeeze(-1).cpu()
+
+    def reset_episode(self) -> None:
+        pass
+
+    def policy(self) -> nn.Module:
+        """Deterministic normalised-obs -> action: the Gaussian's mean (the deployed module clamps to bounds)."""
+        return self.actor
+
+
+@dataclass
+class Batch:
+    """A rollout flattened to T*N rows with its advantages and value targets, on the agent's device."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+    def rows(self, index: torch.Tensor) -> Batch:
+        return Batch(*(getattr(self, f)[index] for f in ("obs", "actions", "log_probs", "values", "advantages",
+                                                        "returns")))
+
+
+def advantage_batch(rollout: Any, gamma: float, lam: float, device: torch.device) -> Batch:
+    """GAE(lambda) advantages and returns of a rollout, flattened over time and envs."""
+    advantages, returns = gae(rollout.rewards, rollout.values, rollout.dones, rollout.last_values, gamma, lam)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, *x.shape[2:]).to(device)
+
+    return Batch(flat(rollout.obs), flat(rollout.actions), flat(rollout.log_probs), flat(rollout.values),
+                 flat(advantages), flat(returns))
+
+
+def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
+
+
+def minibatches(n: int, size: int) -> Iterator[torch.Tensor]:
+    """Row indices of one epoch: a random permutation cut into minibatches (the last may be smaller)."""
+    order = torch.randperm(n)
+    for start in range(0, n, size):
+        yield order[start:start + size]
+
+
+def log_prob_entropy(actor: GaussianPolicy, obs: torch.Tensor, actions: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.distributions.Normal]:
+    dist = actor.distribution(obs)
+    return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), dist
+
+
+def value_loss(critic: nn.Module, batch: Batch, clip: float | None = None) -> torch.Tensor:
+    """0.5 (V(s) - R)^2; with `clip`, PPO's pessimistic clipped variant around the rollout's values."""
+    v = critic(batch.obs).squeeze(-1)
+    loss = (v - batch.returns) ** 2
+    if clip is not None:
+        v_clipped = batch.values + (v - batch.values).clamp(-clip, clip)
+        loss = torch.maximum(loss, (v_clipped - batch.returns) ** 2)
+    return 0.5 * loss.mean()
+
+
+def approx_kl(log_prob_old: torch.Tensor, log_prob_new: torch.Tensor) -> torch.Tensor:
+    """KL(old || new) estimated from samples of old: E[(r - 1) - log r], r = pi_new / pi_old (Schulman's k3)."""
+    log_ratio = log_prob_new - log_prob_old
+    return (log_ratio.exp() - 1.0 - log_ratio).mean()
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter],
+                 max_grad_norm: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+
+
+def policy_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with eps 1e-5, as the PPO / TRPO reference implementations (baselines, SB3) use; fused on CPU."""
+    return torch.optim.Adam(params, lr=lr, eps=1e-5, fused=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, progress: float, anneal: bool) -> float:
+    lr = base_lr * (1.0 - progress) if anneal else base_lr
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr

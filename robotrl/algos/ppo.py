@@ -1,0 +1,121 @@
+"""PPO — Proximal Policy Optimization (Schulman et al. 2017, arXiv 1707.06347), with GAE(lambda) advantages
+(Schulman et al. 2016, arXiv 1506.02438).
+
+Each rollout is reused for n_epochs of minibatch steps on one of the paper's two surrogates:
+- "clip" (eq. 7): L = E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r = pi(a|s) / pi_old(a|s);
+- "kl" (eq. 8): L = E[r A] - beta KL[pi_old || pi], with beta halved when the rollout's KL fell below
+  kl_target / 1.5 and doubled above kl_target * 1.5 (section 4).
+Plus the value loss (optionally clipped) and an entropy bonus (eq. 9), advantage normalisation, gradient-norm
+clipping, learning-rate annealing, orthogonal initialisation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from robotrl.algos.policy_gradient import (
+    Batch,
+    GaussianActorCritic,
+    PolicyGradientConfig,
+    advantage_batch,
+    approx_kl,
+    clipped_step,
+    log_prob_entropy,
+    minibatches,
+    policy_optimizer,
+    set_lr,
+    standardized,
+    value_loss,
+)
+
+
+@dataclass
+class PPOConfig(PolicyGradientConfig):
+    """PPO hyperparameters; the defaults are the paper's MuJoCo settings (Table 3: lr 3e-4, 10 epochs, minibatch
+    64, gamma 0.99, lambda 0.95, clip 0.2) with SB3's value coefficient 0.5 and gradient clip 0.5."""
+
+    objective: Literal["clip", "kl"] = "clip"
+    """The clipped surrogate (eq. 7) or the adaptive KL penalty (eq. 8)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    minibatch_size: int = 64
+    """Rows per gradient step."""
+    clip_range: float = 0.2
+    """epsilon of the clipped surrogate."""
+    clip_range_vf: float | None = None
+    """Clip the value prediction to this distance from the rollout's values (None: unclipped value loss)."""
+    kl_target: float = 0.01
+    """d_targ of the adaptive KL penalty."""
+    kl_beta_init: float = 1.0
+    """Initial beta of the adaptive KL penalty."""
+    target_kl: float | None = None
+    """Stop the epochs early when the approximate KL to the rollout's policy exceeds 1.5 x this (None: never)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient (c2)."""
+    vf_coef: float = 0.5
+    """Value loss coefficient (c1)."""
+
+
+def surrogate_loss(log_prob: torch.Tensor, batch: Batch, advantages: torch.Tensor, cfg: PPOConfig,
+                   beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minus the surrogate objective (to minimise) and the ratio's clipped fraction."""
+    ratio = (log_prob - batch.log_probs).exp()
+    if cfg.objective == "clip":
+        clipped = ratio.clamp(1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
+        objective = torch.minimum(ratio * advantages, clipped * advantages)
+        return -objective.mean(), ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
+    return -(ratio * advantages).mean() + beta * approx_kl(batch.log_probs, log_prob), torch.zeros(())
+
+
+def adapt_beta(beta: float, kl: float, kl_target: float) -> float:
+    """Section 4: halve beta when d < d_targ / 1.5, double it when d > d_targ * 1.5."""
+    if kl < kl_target / 1.5:
+        return beta / 2.0
+    if kl > kl_target * 1.5:
+        return beta * 2.0
+    return beta
+
+
+class PPOAgent(GaussianActorCritic):
+    STATE = ("actor", "critic", "optimizer", "beta")
+
+    def __init__(self, obs_dim: int, action_dim: int, cfg: PPOConfig, seed: int = 0, device: str = "cpu"):
+        self.cfg = cfg
+        self._build_networks(obs_dim, action_dim, cfg, device)
+        self.params = list(itertools.chain(self.actor.parameters(), self.critic.parameters()))
+        self.optimizer = policy_optimizer(self.params, cfg.lr)
+        self.beta = cfg.kl_beta_init
+
+    def update(self, rollout: Any) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        lr = set_lr(self.optimizer, cfg.lr, rollout.progress, cfg.lr_anneal)
+        data = advantage_batch(rollout, cfg.gamma, cfg.gae_lambda, self.device)
+        sums: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
+        steps, kl = 0, 0.0
+        for _ in range(cfg.n_epochs):
+            for index in minibatches(len(data), cfg.minibatch_size):
+                batch = data.rows(index)
+                advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
+                log_prob, entropy, _ = log_prob_entropy(self.actor, batch.obs, batch.actions)
+                policy_loss, clip_fraction = surrogate_loss(log_prob, batch, advantages, cfg, self.beta)
+                v_loss = value_loss(self.critic, batch, cfg.clip_range_vf)
+                loss = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+                clipped_step(self.optimizer, loss, self.params, cfg.max_grad_norm)
+                for key, value in (("policy_loss", policy_loss), ("value_loss", v_loss),
+                                   ("entropy", entropy.mean()), ("clip_fraction", clip_fraction)):
+                    sums[key] += float(value.detach())
+                steps += 1
+            with torch.no_grad():
+                kl = float(approx_kl(data.log_probs, log_prob_entropy(self.actor, data.obs, data.actions)[0]))
+            if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
+                break
+        if cfg.objective == "kl":
+            self.beta = adapt_beta(self.beta, kl, cfg.kl_target)
+        metrics = {k: torch.tensor(v / max(steps, 1)) for k, v in sums.items()}
+        metrics.update(approx_kl=torch.tensor(kl), lr=torch.tensor(lr), kl_beta=torch.tensor(self.beta),
+                       log_std=self.actor.log_std.detach().mean())
+        return metrics
