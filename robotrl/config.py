@@ -217,7 +217,10 @@ LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "target_noise": _at_least(0), "target_noise_clip": _at_least(0),
     "gae_lambda": _UNIT, "n_epochs": _at_least(1), "minibatch_size": _at_least(1), "clip_range": _POSITIVE,
     "clip_range_vf": _POSITIVE, "kl_target": _POSITIVE, "kl_beta_init": _at_least(0), "target_kl": _POSITIVE,
-    "ent_coef": _at_least(0), "vf_coef": _at_least(0), "max_grad_norm": _at_least(0),
+    "ent_coef": _at_least(0), "vf_coef": _at_least(0), "max_grad_norm": _at_least(0), "rmsprop_alpha": _UNIT,
+    "value_lr": _POSITIVE, "value_epochs": _at_least(1), "max_kl": _POSITIVE, "cg_iterations": _at_least(1),
+    "cg_damping": _at_least(0), "line_search_shrink": ((lambda v: 0.0 < v < 1.0), "in (0, 1)"),
+    "line_search_steps": _at_least(1), "value_minibatch_size": _at_least(1),
 }
 
 

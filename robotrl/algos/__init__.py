@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from robotrl.algos.a2c import A2CAgent, A2CConfig
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
 from robotrl.algos.naf import NAFAgent, NAFConfig
 from robotrl.algos.ppo import PPOAgent, PPOConfig
 from robotrl.algos.qtopt import QTOptAgent, QTOptConfig
+from robotrl.algos.reinforce import REINFORCEAgent, REINFORCEConfig
 from robotrl.algos.sac import SACAgent, SACConfig
 from robotrl.algos.td3 import TD3Agent, TD3Config
+from robotrl.algos.trpo import TRPOAgent, TRPOConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class AlgoSpec:
 
 
 ALGOS: dict[str, AlgoSpec] = {
+    "a2c": AlgoSpec("a2c", A2CConfig, A2CAgent,
+                    "Advantage Actor-Critic (Mnih et al. 2016), synchronous: n-step or GAE advantages, RMSprop",
+                    loop="on-policy"),
     "ddpg": AlgoSpec("ddpg", DDPGConfig, DDPGAgent,
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
     "naf": AlgoSpec("naf", NAFConfig, NAFAgent,
@@ -41,10 +47,16 @@ ALGOS: dict[str, AlgoSpec] = {
                     loop="on-policy"),
     "qtopt": AlgoSpec("qtopt", QTOptConfig, QTOptAgent,
                       "QT-Opt (Kalashnikov et al. 2018): no actor, argmax_a Q by the cross-entropy method"),
+    "reinforce": AlgoSpec("reinforce", REINFORCEConfig, REINFORCEAgent,
+                          "REINFORCE (Williams 1992) with a learned state-value baseline, Monte-Carlo returns",
+                          loop="on-policy"),
     "sac": AlgoSpec("sac", SACConfig, SACAgent,
                     "Soft Actor-Critic (Haarnoja et al. 2018): squashed Gaussian, twin Q, learned temperature"),
     "td3": AlgoSpec("td3", TD3Config, TD3Agent,
                     "Twin Delayed DDPG (Fujimoto et al. 2018): clipped double Q, target smoothing, delayed actor"),
+    "trpo": AlgoSpec("trpo", TRPOConfig, TRPOAgent,
+                     "Trust Region Policy Optimization (Schulman et al. 2015): conjugate-gradient natural step, "
+                     "KL line search", loop="on-policy"),
 }
 
 
@@ -56,5 +68,6 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "AlgoSpec", "get_algo", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "PPOAgent",
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "A2CAgent", "A2CConfig", "REINFORCEAgent", "REINFORCEConfig",
+           "TRPOAgent", "TRPOConfig", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "PPOAgent",
            "PPOConfig", "QTOptAgent", "QTOptConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]
