@@ -275,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             if lib == "sb3":
                 loop_cfg, algo_cfg = card_configs(load_card(task), algo, overrides)
                 sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
+                if loop_cfg.warmup_policy != "uniform":
+                    print(f"note: the card warms up with the task's {loop_cfg.warmup_policy} policy; SB3 has no such "
+                          f"option and warms up ({loop_cfg.warmup_steps} steps) with uniform random actions",
+                          file=sys.stderr)
     except RobotrlError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
