@@ -184,14 +184,14 @@ class NAFHead(nn.Module):
 
 
 def policy_gradient_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_gain: float,
-                        orthogonal: bool = True) -> nn.Sequential:
-    """Tanh MLP of the on-policy algorithms. With `orthogonal` (Saxe et al. 2014, as the PPO implementations use),
-    hidden layers get orthogonal weights of gain sqrt(2) and the output layer gain `out_gain` (0.01 for a policy
-    mean, 1 for a value), biases zero."""
+                        orthogonal: bool = True, activation: str = "tanh") -> nn.Sequential:
+    """MLP of the on-policy algorithms (tanh or relu hidden units). With `orthogonal` (Saxe et al. 2014, as the PPO
+    implementations use), hidden layers get orthogonal weights of gain sqrt(2) and the output layer gain `out_gain`
+    (0.01 for a policy mean, 1 for a value), biases zero."""
     layers: list[nn.Module] = []
     last = in_dim
     for width in hidden:
-        layers += [nn.Linear(last, width), nn.Tanh()]
+        layers += [nn.Linear(last, width), nn.Tanh() if activation == "tanh" else nn.ReLU()]
         last = width
     layers.append(nn.Linear(last, out_dim))
     if orthogonal:
@@ -207,9 +207,9 @@ class GaussianPolicy(nn.Module):
     deployed (deterministic) action. Samples are unbounded; the env boundary clips them to [-1, 1]."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], log_std_init: float = 0.0,
-                 orthogonal: bool = True):
+                 orthogonal: bool = True, activation: str = "tanh"):
         super().__init__()
-        self.mean = policy_gradient_mlp(obs_dim, hidden, action_dim, 0.01, orthogonal)
+        self.mean = policy_gradient_mlp(obs_dim, hidden, action_dim, 0.01, orthogonal, activation)
         self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

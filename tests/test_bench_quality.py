@@ -27,7 +27,9 @@ def _bench():
 
 
 def _configs(task: str, algo: str, **overrides):
-    return split_run_config(get_algo(algo).config_cls, {**load_card(task).algos[algo], **overrides}, "test")
+    spec = get_algo(algo)
+    return split_run_config(spec.config_cls, {**load_card(task).algos[algo], **overrides}, "test",
+                            loop_cls=spec.loop_config_cls)
 
 
 def _n_params(module: torch.nn.Module) -> int:
@@ -97,3 +99,33 @@ def test_a_goal_task_runs_sb3_with_its_own_hindsight_buffer_on_the_dict_observat
     assert sorted(r["library"] for r in rows) == ["robotrl", "sb3"]
     for r in rows:
         assert r["steps"] == 200 and -50 <= r["mean_return"] <= 0 and 0 <= r["success_rate"] <= 1
+
+
+def test_sb3_ppo_gets_the_same_rollout_networks_and_settings():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    bench = _bench()
+    loop_cfg, algo_cfg = _configs("pendulum", "ppo", n_envs=2, activation="relu", log_std_init=-1.0)
+    model = PPO("MlpPolicy", DummyVecEnv([lambda: make_env("pendulum")] * 2), seed=0,
+                **bench.sb3_kwargs("ppo", loop_cfg, algo_cfg, 1))
+    assert (model.n_steps, model.batch_size, model.n_epochs) == (2048, 64, 10)
+    assert model.clip_range(1.0) == 0.2 and model.gae_lambda == 0.95 and model.gamma == 0.99
+    assert model.policy.log_std.detach().tolist() == [-1.0]
+    linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [64, 64]
+    assert isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
+    with pytest.raises(RobotrlError, match="only the clipped objective"):
+        bench.sb3_kwargs("ppo", loop_cfg, _configs("pendulum", "ppo", objective="kl")[1], 1)
+
+
+def test_tiny_on_policy_benchmark_runs_both_libraries(capsys):
+    bench = _bench()
+    code = bench.main(["--task", "pendulum", "--algos", "ppo", "--steps", "128", "--seeds", "0", "--episodes", "1",
+                       "--set", "rollout_steps=64", "--set", "minibatch_size=32", "--set", "eval_every=64",
+                       "--set", "eval_episodes=1", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert {r["library"] for r in rows} == {"robotrl", "sb3"}
+    for r in rows:
+        assert r["steps"] == 128 and len(r["curve"]) >= 2

@@ -42,9 +42,36 @@ from robotrl.run import build_run, run_policy, run_values, train
 LIBRARIES = ("robotrl", "sb3")
 
 
+def sb3_on_policy_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
+    """SB3's PPO / A2C arguments equal to a robotrl on-policy config; raises where SB3 has no equivalent."""
+    from torch import nn
+
+    lr = (lambda remaining: algo_cfg.lr * remaining) if algo_cfg.lr_anneal else algo_cfg.lr
+    policy_kwargs = dict(net_arch=dict(pi=list(algo_cfg.hidden), vf=list(algo_cfg.hidden)),
+                         activation_fn=nn.Tanh if algo_cfg.activation == "tanh" else nn.ReLU,
+                         log_std_init=algo_cfg.log_std_init, ortho_init=algo_cfg.orthogonal_init)
+    kwargs: dict[str, Any] = dict(learning_rate=lr, n_steps=loop_cfg.rollout_steps, gamma=algo_cfg.gamma,
+                                  gae_lambda=algo_cfg.gae_lambda, ent_coef=algo_cfg.ent_coef,
+                                  vf_coef=algo_cfg.vf_coef, max_grad_norm=algo_cfg.max_grad_norm or 1e9,
+                                  normalize_advantage=algo_cfg.normalize_advantage, device="cpu")
+    if algo == "ppo":
+        if algo_cfg.objective != "clip":
+            raise RobotrlError("SB3's PPO has only the clipped objective; set objective clip for the benchmark")
+        kwargs.update(batch_size=algo_cfg.minibatch_size, n_epochs=algo_cfg.n_epochs, clip_range=algo_cfg.clip_range,
+                      clip_range_vf=algo_cfg.clip_range_vf, target_kl=algo_cfg.target_kl)
+    else:  # a2c: RMSprop as robotrl's (SB3's A2C default), its smoothing constant passed through
+        policy_kwargs["optimizer_kwargs"] = dict(alpha=algo_cfg.rmsprop_alpha, eps=1e-5, weight_decay=0)
+        kwargs.update(use_rms_prop=True, rms_prop_eps=1e-5)
+    kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
 def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict[str, Any]:
     """The SB3 constructor arguments equal to a robotrl config; raises where SB3 has no equivalent."""
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if algo in ("ppo", "a2c"):
+        return sb3_on_policy_kwargs(algo, loop_cfg, algo_cfg)
 
     lrs = {algo_cfg.actor_lr, algo_cfg.critic_lr} | ({algo_cfg.alpha_lr} if algo == "sac" else set())
     if len(lrs) != 1:
@@ -112,10 +139,13 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
     goals = goal_wrapper(eval_env)  # goal tasks: SB3 trains on the Dict observation (MultiInputPolicy + HER)
-    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=goals is None)])
+    n_envs = getattr(loop_cfg, "n_envs", 1)
+    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=goals is None) for _ in range(n_envs)])
     venv.seed(seed)
-    if loop_cfg.normalize_obs:  # robotrl's running normaliser; SB3's counterpart is VecNormalize (obs only)
-        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
+    norm_reward = getattr(loop_cfg, "normalize_reward", False)
+    if loop_cfg.normalize_obs or norm_reward:  # robotrl's running normaliser and return scaler: VecNormalize
+        venv = VecNormalize(venv, norm_obs=loop_cfg.normalize_obs, norm_reward=norm_reward, clip_obs=10.0,
+                            gamma=algo_cfg.gamma)
     cls = getattr(stable_baselines3, algo.upper())
     kwargs = sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0])
     model = cls("MlpPolicy" if goals is None else "MultiInputPolicy", venv, seed=seed, verbose=0, **kwargs)
@@ -140,13 +170,32 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
                         obs_rms=copy.deepcopy(getattr(venv, "obs_rms", None)))
 
     class Evaluate(BaseCallback):
+        """Evaluates where robotrl's loops do: after the step (off-policy) or rollout (on-policy) whose advance
+        crosses a multiple of eval_every."""
+
+        last = 0
+
         def _on_step(self) -> bool:
-            if loop_cfg.eval_every and self.num_timesteps % loop_cfg.eval_every == 0 and self.num_timesteps < steps:
-                evaluate_and_keep(self.num_timesteps)
             return True
 
+        def _on_rollout_end(self) -> None:
+            if on_policy:
+                self._maybe(self.num_timesteps)
+
+        def _maybe(self, now: int) -> None:
+            if loop_cfg.eval_every and now // loop_cfg.eval_every > self.last // loop_cfg.eval_every and now < steps:
+                evaluate_and_keep(now)
+            self.last = now
+
+    class EvaluateOffPolicy(Evaluate):
+        def _on_step(self) -> bool:
+            self._maybe(self.num_timesteps)
+            return True
+
+    on_policy = algo in ("ppo", "a2c")
+
     t0 = time.perf_counter()
-    model.learn(steps, callback=Evaluate())
+    model.learn(steps, callback=Evaluate() if on_policy else EvaluateOffPolicy())
     wall = time.perf_counter() - t0
     if loop_cfg.keep_best:  # the final evaluation is a candidate too, then deploy the best (SB3's best_model)
         evaluate_and_keep(steps)
@@ -237,7 +286,7 @@ def plot_results(results: list[dict[str, Any]], output: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="reach")
-    p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg")
+    p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg, ppo, a2c")
     p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: robotrl, sb3")
     p.add_argument("--steps", type=int, default=30_000)
     p.add_argument("--seeds", default="0,1,2")
@@ -275,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             if lib == "sb3":
                 loop_cfg, algo_cfg = card_configs(load_card(task), algo, overrides)
                 sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
-                if loop_cfg.warmup_policy != "uniform":
+                if getattr(loop_cfg, "warmup_policy", "uniform") != "uniform":
                     print(f"note: the card warms up with the task's {loop_cfg.warmup_policy} policy; SB3 has no such "
                           f"option and warms up ({loop_cfg.warmup_steps} steps) with uniform random actions",
                           file=sys.stderr)

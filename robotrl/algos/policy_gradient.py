@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +29,9 @@ class PolicyGradientConfig:
     lr_anneal: bool = False
     """Anneal the learning rate linearly to 0 over total_steps."""
     hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths of the policy mean and of the value network (tanh, separate networks)."""
+    """Hidden widths of the policy mean and of the value network (separate networks)."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Hidden units of both networks (tanh as the papers; rl-baselines3-zoo's tuned MuJoCo entries use relu)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the state-independent Gaussian policy."""
     orthogonal_init: bool = True
@@ -49,8 +51,9 @@ class GaussianActorCritic(AgentState):
 
     def _build_networks(self, obs_dim: int, action_dim: int, cfg: PolicyGradientConfig, device: str) -> None:
         self.device = torch.device(device)
-        self.actor = GaussianPolicy(obs_dim, action_dim, cfg.hidden, cfg.log_std_init, cfg.orthogonal_init)
-        self.critic = policy_gradient_mlp(obs_dim, cfg.hidden, 1, 1.0, cfg.orthogonal_init)
+        self.actor = GaussianPolicy(obs_dim, action_dim, cfg.hidden, cfg.log_std_init, cfg.orthogonal_init,
+                                    cfg.activation)
+        self.critic = policy_gradient_mlp(obs_dim, cfg.hidden, 1, 1.0, cfg.orthogonal_init, cfg.activation)
         self.actor.to(self.device)
         self.critic.to(self.device)
 
