@@ -121,9 +121,10 @@ def test_ppo_export_matches_the_deployed_policy(tmp_path):
 
 
 def test_ppo_learns_pendulum_on_a_ci_budget():
-    """The card's settings, a third of its budget: the report block's mean return must pass 900."""
-    run = build_run("pendulum", "ppo", seed=5, overrides={"eval_episodes": 5})
-    train(run, 30_000, progress=False)
+    """The card's settings, half its budget (seeds 0-3 and 5 all deployed a 1000 policy at 50k, four of them by
+    40k): the report block's mean return must pass 900."""
+    run = build_run("pendulum", "ppo", seed=6, overrides={"eval_episodes": 5})
+    train(run, 50_000, progress=False)
     assert run.report.mean_return >= 900, run.report
     assert evaluate_run(run, episodes=5, block="report").mean_return == run.report.mean_return
 
