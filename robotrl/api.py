@@ -100,6 +100,30 @@ class TD3(Trainer):
     algo = "td3"
 
 
+class PPO(Trainer):
+    """PPO (Schulman et al. 2017): clipped (or adaptive-KL) surrogate, GAE, minibatch epochs; on-policy loop."""
+
+    algo = "ppo"
+
+
+class A2C(Trainer):
+    """A2C (Mnih et al. 2016), synchronous: n-step or GAE advantages, one RMSprop step per rollout."""
+
+    algo = "a2c"
+
+
+class TRPO(Trainer):
+    """TRPO (Schulman et al. 2015): natural-gradient step by conjugate gradient inside a KL trust region."""
+
+    algo = "trpo"
+
+
+class REINFORCE(Trainer):
+    """REINFORCE (Williams 1992) with a learned state-value baseline."""
+
+    algo = "reinforce"
+
+
 class LoadedPolicy:
     """A deployable policy: call it with a numpy array (returns numpy) or a torch tensor (returns torch)."""
 
@@ -133,4 +157,5 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["DDPG", "NAF", "QTOpt", "SAC", "TD3", "Trainer", "LoadedPolicy", "load_policy"]
+__all__ = ["A2C", "DDPG", "NAF", "PPO", "QTOpt", "REINFORCE", "SAC", "TD3", "TRPO", "Trainer", "LoadedPolicy",
+           "load_policy"]

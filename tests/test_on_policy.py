@@ -191,3 +191,16 @@ def test_the_rest_of_the_family_learns_pendulum(algo, steps, threshold):
     run = build_run("pendulum", algo, seed=4, overrides={"eval_episodes": 5})
     train(run, steps, progress=False)
     assert run.report.mean_return >= threshold, run.report
+
+
+def test_python_api_trains_saves_loads_and_exports_an_on_policy_agent(tmp_path):
+    from robotrl import PPO, TRPO, load_policy
+
+    model = PPO("pendulum", seed=0, **SMALL).learn(64)
+    loaded = PPO.load(model.save(tmp_path / "ppo.pt"))
+    obs = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    assert np.array_equal(loaded.predict(obs), model.predict(obs))
+    exported = loaded.export(tmp_path / "ppo-policy.pt", formats="pt")
+    assert np.array_equal(load_policy(exported.path)(obs), model.predict(obs))
+    with pytest.raises(RobotrlError, match="holds a ppo checkpoint, not trpo"):
+        TRPO.load(tmp_path / "ppo.pt")
