@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RobotrlError('Stable-Baselines3 is missing: pip install -c constraints.txt -e ".[bench]"') from e
         jobs = [(lib, args.task, algo, int(seed), args.steps, args.episodes, overrides)
                 for algo in args.algos.split(",") for seed in args.seeds.split(",") for lib in libraries]
-        for lib, task, algo, *_ in jobs:  # fail on untranslatable settings before hours of training
+        for lib, task, algo, *_ in {job[:3]: job for job in jobs}.values():  # fail before hours of training
             if lib == "sb3":
                 loop_cfg, algo_cfg = card_configs(load_card(task), algo, overrides)
                 sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
