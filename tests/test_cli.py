@@ -156,7 +156,7 @@ def test_unknown_task(tmp_path):
 
 
 def test_unknown_algorithm(tmp_path):
-    _assert_one_line_error(robotrl("train", "reach", "--algo", "ppo", cwd=tmp_path), "unknown algorithm 'ppo'",
+    _assert_one_line_error(robotrl("train", "reach", "--algo", "dqn", cwd=tmp_path), "unknown algorithm 'dqn'",
                            "ddpg")
 
 
