@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
+from robotrl.algos.common import gradient_step
 from robotrl.algos.policy_gradient import (
     GaussianActorCritic,
     PolicyGradientConfig,
     advantage_batch,
-    clipped_step,
     log_prob_entropy,
     set_lr,
     standardized,
@@ -58,10 +58,10 @@ class A2CAgent(GaussianActorCritic):
         lr = set_lr(self.optimizer, cfg.lr, rollout.progress, cfg.lr_anneal)
         batch = advantage_batch(rollout, cfg.gamma, cfg.gae_lambda, self.device)
         advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
-        log_prob, entropy, _ = log_prob_entropy(self.actor, batch.obs, batch.actions)
+        log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
         policy_loss = -(log_prob * advantages).mean()
         v_loss = value_loss(self.critic, batch)
-        clipped_step(self.optimizer, policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean(), self.params,
-                     cfg.max_grad_norm)
+        gradient_step(self.optimizer, policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean(),
+                      cfg.max_grad_norm)
         return {"policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.mean().detach(),
                 "lr": torch.tensor(lr), "log_std": self.actor.log_std.detach().mean()}

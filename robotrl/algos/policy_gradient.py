@@ -125,9 +125,9 @@ def minibatches(n: int, size: int) -> Iterator[torch.Tensor]:
 
 
 def log_prob_entropy(actor: GaussianPolicy, obs: torch.Tensor, actions: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.distributions.Normal]:
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     dist = actor.distribution(obs)
-    return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), dist
+    return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
 
 
 def value_loss(critic: nn.Module, batch: Batch, clip: float | None = None) -> torch.Tensor:
@@ -146,18 +146,7 @@ def approx_kl(log_prob_old: torch.Tensor, log_prob_new: torch.Tensor) -> torch.T
     return (log_ratio.exp() - 1.0 - log_ratio).mean()
 
 
-def clipped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter],
-                 max_grad_norm: float) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-
-
-def policy_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
-    """Adam with eps 1e-5, as the PPO / TRPO reference implementations (baselines, SB3) use; fused on CPU."""
-    return torch.optim.Adam(params, lr=lr, eps=1e-5, fused=True)
+PG_ADAM_EPS = 1e-5  # Adam's eps in the PPO / TRPO reference implementations (baselines, SB3)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, progress: float, anneal: bool) -> float:

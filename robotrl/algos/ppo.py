@@ -17,16 +17,16 @@ from typing import Any, Literal
 
 import torch
 
+from robotrl.algos.common import adam, gradient_step
 from robotrl.algos.policy_gradient import (
+    PG_ADAM_EPS,
     Batch,
     GaussianActorCritic,
     PolicyGradientConfig,
     advantage_batch,
     approx_kl,
-    clipped_step,
     log_prob_entropy,
     minibatches,
-    policy_optimizer,
     set_lr,
     standardized,
     value_loss,
@@ -87,7 +87,7 @@ class PPOAgent(GaussianActorCritic):
         self.cfg = cfg
         self._build_networks(obs_dim, action_dim, cfg, device)
         self.params = list(itertools.chain(self.actor.parameters(), self.critic.parameters()))
-        self.optimizer = policy_optimizer(self.params, cfg.lr)
+        self.optimizer = adam(self.params, cfg.lr, eps=PG_ADAM_EPS)
         self.beta = cfg.kl_beta_init
 
     def update(self, rollout: Any) -> dict[str, torch.Tensor]:
@@ -96,19 +96,21 @@ class PPOAgent(GaussianActorCritic):
         data = advantage_batch(rollout, cfg.gamma, cfg.gae_lambda, self.device)
         sums: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
         steps, kl = 0, 0.0
-        for _ in range(cfg.n_epochs):
+        for epoch in range(cfg.n_epochs):
             for index in minibatches(len(data), cfg.minibatch_size):
                 batch = data.rows(index)
                 advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
-                log_prob, entropy, _ = log_prob_entropy(self.actor, batch.obs, batch.actions)
+                log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
                 policy_loss, clip_fraction = surrogate_loss(log_prob, batch, advantages, cfg, self.beta)
                 v_loss = value_loss(self.critic, batch, cfg.clip_range_vf)
                 loss = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
-                clipped_step(self.optimizer, loss, self.params, cfg.max_grad_norm)
+                gradient_step(self.optimizer, loss, cfg.max_grad_norm)
                 for key, value in (("policy_loss", policy_loss), ("value_loss", v_loss),
                                    ("entropy", entropy.mean()), ("clip_fraction", clip_fraction)):
                     sums[key] += float(value.detach())
                 steps += 1
+            if cfg.target_kl is None and epoch < cfg.n_epochs - 1:
+                continue  # only the early stop needs every epoch's KL; the metric and beta need the last one
             with torch.no_grad():
                 kl = float(approx_kl(data.log_probs, log_prob_entropy(self.actor, data.obs, data.actions)[0]))
             if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:

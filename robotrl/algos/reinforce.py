@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
+from robotrl.algos.common import adam, gradient_step
 from robotrl.algos.policy_gradient import (
+    PG_ADAM_EPS,
     GaussianActorCritic,
     PolicyGradientConfig,
     advantage_batch,
-    clipped_step,
     log_prob_entropy,
-    policy_optimizer,
     set_lr,
     standardized,
     value_loss,
@@ -46,19 +46,19 @@ class REINFORCEAgent(GaussianActorCritic):
     def __init__(self, obs_dim: int, action_dim: int, cfg: REINFORCEConfig, seed: int = 0, device: str = "cpu"):
         self.cfg = cfg
         self._build_networks(obs_dim, action_dim, cfg, device)
-        self.policy_optimizer = policy_optimizer(list(self.actor.parameters()), cfg.lr)
-        self.value_optimizer = policy_optimizer(list(self.critic.parameters()), cfg.value_lr)
+        self.policy_optimizer = adam(list(self.actor.parameters()), cfg.lr, eps=PG_ADAM_EPS)
+        self.value_optimizer = adam(list(self.critic.parameters()), cfg.value_lr, eps=PG_ADAM_EPS)
 
     def update(self, rollout: Any) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         lr = set_lr(self.policy_optimizer, cfg.lr, rollout.progress, cfg.lr_anneal)
         batch = advantage_batch(rollout, cfg.gamma, 1.0, self.device)  # G_t - V(s_t)
         advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
-        log_prob, entropy, _ = log_prob_entropy(self.actor, batch.obs, batch.actions)
+        log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
         policy_loss = -(log_prob * advantages).mean()
-        clipped_step(self.policy_optimizer, policy_loss, list(self.actor.parameters()), cfg.max_grad_norm)
+        gradient_step(self.policy_optimizer, policy_loss, cfg.max_grad_norm)
         for _ in range(cfg.value_epochs):
             v_loss = value_loss(self.critic, batch)
-            clipped_step(self.value_optimizer, v_loss, list(self.critic.parameters()), 0.0)
+            gradient_step(self.value_optimizer, v_loss)
         return {"policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.mean().detach(),
                 "lr": torch.tensor(lr), "log_std": self.actor.log_std.detach().mean()}

@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from torch.nn.utils import parameters_to_vector
 
+from robotrl.algos.common import adam, gradient_step
 from robotrl.algos.policy_gradient import (
+    PG_ADAM_EPS,
     GaussianActorCritic,
     PolicyGradientConfig,
     advantage_batch,
-    clipped_step,
     minibatches,
-    policy_optimizer,
     set_lr,
     standardized,
     value_loss,
@@ -104,7 +104,7 @@ class TRPOAgent(GaussianActorCritic):
     def __init__(self, obs_dim: int, action_dim: int, cfg: TRPOConfig, seed: int = 0, device: str = "cpu"):
         self.cfg = cfg
         self._build_networks(obs_dim, action_dim, cfg, device)
-        self.value_optimizer = policy_optimizer(list(self.critic.parameters()), cfg.lr)
+        self.value_optimizer = adam(list(self.critic.parameters()), cfg.lr, eps=PG_ADAM_EPS)
 
     def update(self, rollout: Any) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -143,7 +143,7 @@ class TRPOAgent(GaussianActorCritic):
         for _ in range(cfg.value_epochs):
             for index in minibatches(len(data), cfg.value_minibatch_size):
                 v_loss = value_loss(self.critic, data.rows(index))
-                clipped_step(self.value_optimizer, v_loss, list(self.critic.parameters()), cfg.max_grad_norm)
+                gradient_step(self.value_optimizer, v_loss, cfg.max_grad_norm)
         return {"surrogate_gain": torch.tensor(gain), "kl": torch.tensor(kl),
                 "step_accepted": torch.tensor(float(accepted)), "value_loss": v_loss.detach(),
                 "lr": torch.tensor(lr), "log_std": self.actor.log_std.detach().mean()}
