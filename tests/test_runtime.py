@@ -29,6 +29,7 @@ pytestmark = pytest.mark.xdist_group("cpp_runtime")
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "tools" / "runtime"
 SHIPPED_REACH_POLICY = ROOT / "policies" / "reach-sac.pt"
+SHIPPED_PANDA_POLICIES = {task: ROOT / "policies" / f"{task}-sac.pt" for task in ("panda-push", "panda-pick")}
 ACTION_TOLERANCE = 1e-5
 RETURN_TOLERANCE = 1e-4
 # (task, policy, reset seeds compared). The tiny SAC pendulum policy falls within a dozen steps, so pendulum
@@ -38,7 +39,8 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("reach", "reach-sac", [0, 1, 2]), ("cheetah", "cheetah-sac", [0]),
                 ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0]),
                 ("panda-reach", "panda-reach-sac", [0, 1]), ("panda-push", "panda-push-sac", [0]),
-                ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1])]
+                ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1]),
+                ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1])]
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Episode:
     actions: np.ndarray
     rewards: np.ndarray
     goal: list[float] | None = None  # goal tasks: the episode's goal, which lives outside qpos
+    success: bool | None = None  # goal tasks: info["is_success"] after the last step
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +67,11 @@ def runtime() -> Path:
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny freshly exported SAC policies for pendulum (normalised observations) and cheetah (raw ones), as .pt
-    and .pt2; reach uses the shipped, trained policy. A policy need only be a non-trivial function of the
-    observation."""
+    and .pt2; reach and the -shipped cases use the shipped, trained policies. A policy need only be a non-trivial
+    function of the observation."""
     out = tmp_path_factory.mktemp("policies")
     paths = {"reach-sac": SHIPPED_REACH_POLICY}
+    paths.update({f"{task}-shipped": path for task, path in SHIPPED_PANDA_POLICIES.items()})
     for task in ("pendulum", "cheetah", "panda-reach", "panda-push", "panda-pick"):
         agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
                     eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
@@ -137,17 +141,18 @@ def python_episode(task: str, policy_path: Path, seed: int) -> Episode:
     data = env.unwrapped.data
     qpos, qvel = data.qpos.tolist(), data.qvel.tolist()  # for reach, qpos ends with the target's x, y
     observations, actions, rewards = [], [], []
-    done = False
+    done, info = False, {}
     while not done:
         action = policy(obs)
         observations.append(obs)
         actions.append(action)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(float(reward))
         done = terminated or truncated
     goal = env.unwrapped.goal.tolist() if hasattr(env.unwrapped, "goal") else None
     env.close()
-    return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards), goal)
+    return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards), goal,
+                   info.get("is_success"))
 
 
 def recorded_episodes(record_path: Path) -> list[Episode]:
@@ -189,6 +194,28 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
         assert np.abs(have.observations - want.observations).max() <= 1e-6, f"seed {seed}: observations differ"
         assert abs(cpp_return - want.rewards.sum()) <= RETURN_TOLERANCE, f"seed {seed}: returns differ"
         np.testing.assert_allclose(have.rewards, want.rewards, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", sorted(SHIPPED_PANDA_POLICIES))
+def test_shipped_panda_policies_succeed_in_the_runtime_as_in_python(runtime: Path, task: str,
+                                                                    tmp_path: Path) -> None:
+    """The deployed cube policies do their job through the C++ IK and contacts: the runtime's success rate equals
+    Python's episode by episode (same initial states), and it is the trained policy's, not a chance one."""
+    seeds = range(10)
+    expected = [python_episode(task, SHIPPED_PANDA_POLICIES[task], seed) for seed in seeds]
+    states = tmp_path / "initial_states.json"
+    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel, "goal": e.goal} for e in expected]))
+    record = tmp_path / "record.json"
+    result = run_runtime(runtime, "--policy", SHIPPED_PANDA_POLICIES[task], "--task", task, "--initial-states",
+                         states, "--record", record, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = last_json_line(result.stdout)
+    python_successes = [bool(e.success) for e in expected]
+    runtime_successes = [bool(e.rewards[-1] == 0.0) for e in recorded_episodes(record)]  # sparse: 0 at the goal
+    assert runtime_successes == python_successes
+    assert summary["success_rate"] == pytest.approx(np.mean(python_successes))
+    assert summary["success_rate"] >= 0.7, f"shipped {task} policy succeeded in {summary['success_rate']:.0%}"
+    assert f"success {sum(python_successes)} of 10 episodes" in result.stdout
 
 
 def test_reset_noise_from_the_cpp_rng_is_seeded_and_in_range(runtime: Path, tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ struct EpisodeRecord {
   std::vector<double> rewards;
   double episode_return = 0.0;
   bool terminated = false;
+  bool success = false;
 };
 
 bool is_directory(const std::string& path) {
@@ -479,6 +480,7 @@ int run(int argc, char** argv) {
       StepOutcome outcome = task.score(model.get(), data.get(), {qpos_before, action, observation, dt});
       record.rewards.push_back(outcome.reward);
       record.episode_return += outcome.reward;
+      record.success = outcome.success;  // an episode succeeds where its last step does, as info["is_success"]
       if (outcome.terminated) {
         record.terminated = true;
         break;
@@ -495,6 +497,10 @@ int run(int argc, char** argv) {
   for (double r : returns) mean_return += r / static_cast<double>(returns.size());
   double p50 = percentile(latencies_us, 0.50), p99 = percentile(latencies_us, 0.99);
   std::printf("mean return %.6f over %d episodes\n", mean_return, episodes);
+  int successes = 0;
+  for (const EpisodeRecord& record : records) successes += record.success ? 1 : 0;
+  const bool goal_task = task.goal_width > 0;
+  if (goal_task) std::printf("success %d of %d episodes\n", successes, episodes);
   std::printf("policy latency (forward call only, batch 1, 1 thread): p50 %.1f us, p99 %.1f us over %zu actions\n",
               p50, p99, latencies_us.size());
   if (unsafe_actions > 0) {
@@ -506,11 +512,12 @@ int run(int argc, char** argv) {
         "{\"task\": %s, \"policy\": %s, \"format\": \"%s\", \"model\": %s, \"episodes\": %d, \"reset\": %s, "
         "\"seed\": %lld, "
         "\"returns\": %s, \"mean_return\": %s, \"latency_us_p50\": %s, \"latency_us_p99\": %s, "
-        "\"actions_timed\": %zu, \"unsafe_actions\": %lld}\n",
+        "\"actions_timed\": %zu, \"unsafe_actions\": %lld%s}\n",
         json::quote(task.name).c_str(), json::quote(options.policy_path).c_str(), format_name(format),
         json::quote(model_path).c_str(), episodes, initial_states.empty() ? "\"rng\"" : "\"initial-states\"", options.seed,
         json::array(returns).c_str(), json::number(mean_return).c_str(), json::number(p50).c_str(),
-        json::number(p99).c_str(), latencies_us.size(), unsafe_actions);
+        json::number(p99).c_str(), latencies_us.size(), unsafe_actions,
+        goal_task ? (", \"success_rate\": " + json::number(static_cast<double>(successes) / episodes)).c_str() : "");
   }
   std::fflush(stdout);
   return 0;

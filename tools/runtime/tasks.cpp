@@ -290,7 +290,8 @@ StepOutcome goal_score(const StepContext& step, double threshold) {
   size_t a = obs.size() - 6, d = obs.size() - 3;
   double dx = obs[a] - obs[d], dy = obs[a + 1] - obs[d + 1], dz = obs[a + 2] - obs[d + 2];
   double distance = std::sqrt(dx * dx + dy * dy + dz * dz);
-  return {distance >= threshold ? -1.0 : 0.0, false};
+  bool reached = distance < threshold;
+  return {reached ? 0.0 : -1.0, false, reached};
 }
 
 StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {

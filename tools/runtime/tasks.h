@@ -20,6 +20,7 @@ struct StepContext {
 struct StepOutcome {
   double reward;
   bool terminated;
+  bool success = false;  // goal tasks: the achieved goal is within the success threshold after this step
 };
 
 struct Task {
