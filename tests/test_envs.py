@@ -6,6 +6,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from robotrl import RobotrlError, make_env
+from robotrl.algos import ALGOS, get_algo
+from robotrl.config import split_run_config
 from robotrl.envs import get_env_state, list_tasks, load_card, set_env_state
 
 TASKS = ["reach", "push", "pendulum", "cheetah", "hopper", "walker", "ant"]
@@ -16,6 +18,23 @@ def test_all_required_task_cards_exist_and_load():
     for name in TASKS:
         card = load_card(name)
         assert card.horizon > 0 and "ddpg" in card.algos
+
+
+def test_every_cards_algorithm_block_is_a_valid_config_of_that_algorithm():
+    """A typo or a key of another algorithm in a card block is caught here, not an hour into a benchmark."""
+    checked = 0
+    for name in list_tasks():
+        card = load_card(name)
+        assert set(card.algos) <= set(ALGOS), f"{name}: unknown algorithm block"
+        for algo, values in card.algos.items():
+            spec = get_algo(algo)
+            loop_cfg, _ = split_run_config(spec.config_cls, dict(values), f"card {name}.{algo}",
+                                           loop_cls=spec.loop_config_cls)
+            assert loop_cfg.total_steps > 0
+            checked += 1
+    for task in ("cheetah", "hopper", "walker", "ant", "reach", "pendulum"):  # the on-policy family's cards
+        assert {"ppo", "a2c", "trpo", "reinforce"} <= set(load_card(task).algos), task
+    assert checked >= 50
 
 
 def test_unknown_task_lists_known_ones():
