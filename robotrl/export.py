@@ -225,7 +225,7 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
 def interface_card(env: gym.Env) -> dict[str, Any]:
     """What a robot's own code needs to build the input and read the output without robotrl: for goal-conditioned
     tasks the flat vector's layout (name, unit, [start, stop) per block) and the Dict keys' widths; the action
-    layout and the control scheme where the env states them."""
+    layout, the control scheme and the reward where the env states them."""
     card: dict[str, Any] = {}
     goals = goal_wrapper(env)
     if goals is not None:
@@ -237,6 +237,8 @@ def interface_card(env: gym.Env) -> dict[str, Any]:
         card["action_layout"] = u.action_layout()
     if hasattr(u, "control_spec"):
         card["control"] = u.control_spec()
+    if hasattr(u, "reward_spec"):
+        card["reward"] = u.reward_spec()
     return card
 
 

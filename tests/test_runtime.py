@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -40,7 +41,11 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("pendulum", "pendulum-sac-pt2", [0, 1, 2]), ("cheetah", "cheetah-sac-pt2", [0]),
                 ("panda-reach", "panda-reach-sac", [0, 1]), ("panda-push", "panda-push-sac", [0]),
                 ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1]),
-                ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1])]
+                ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1]),
+                ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0])]
+# Policies trained on a Panda env built with other control / reward arguments than the card's.
+VARIANTS = {"panda-push-joint-dense": ("RobotrlPandaPush-v0", {"control": "joint", "reward_type": "dense"}),
+            "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"})}
 
 
 @dataclass
@@ -81,6 +86,12 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[f"{task}-sac"] = Path(exported.files["pt"])
         if "pt2" in exported.files:
             paths[f"{task}-sac-pt2"] = Path(exported.files["pt2"])
+    for variant, (env_id, kwargs) in VARIANTS.items():
+        agent = SAC(gym.make(env_id, max_episode_steps=50, **kwargs), seed=0, warmup_steps=100, batch_size=32,
+                    actor_hidden=[32, 32], critic_hidden=[32, 32], eval_every=0, eval_episodes=1, buffer_size=1000,
+                    keep_best=False)
+        agent.learn(200)
+        paths[variant] = Path(agent.export(out / f"{variant}.pt", formats="pt").files["pt"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     paths["panda-push-into-cube"] = cube_pushing_policy(out / "panda-push-into-cube.pt", paths["panda-push-sac"])
     return paths
@@ -134,8 +145,12 @@ def last_json_line(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def python_episode(task: str, policy_path: Path, seed: int) -> Episode:
-    env = make_env(task, normalize_actions=False)
+def python_episode(task: str, policy_path: Path, seed: int, policy_name: str = "") -> Episode:
+    if policy_name in VARIANTS:
+        env_id, kwargs = VARIANTS[policy_name]
+        env = make_env(gym.make(env_id, max_episode_steps=load_card(task).horizon, **kwargs), normalize_actions=False)
+    else:
+        env = make_env(task, normalize_actions=False)
     policy = load_policy(policy_path)
     obs, _ = env.reset(seed=seed)
     data = env.unwrapped.data
@@ -165,7 +180,7 @@ def recorded_episodes(record_path: Path) -> list[Episode]:
 @pytest.mark.parametrize("task, policy, seeds", PARITY_CASES, ids=[case[1] for case in PARITY_CASES])
 def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, Path], task: str, policy: str,
                                             seeds: list[int], tmp_path: Path) -> None:
-    expected = [python_episode(task, policies[policy], seed) for seed in seeds]
+    expected = [python_episode(task, policies[policy], seed, policy) for seed in seeds]
     states = tmp_path / "initial_states.json"
     states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel, **({"goal": e.goal} if e.goal else {})}
                                   for e in expected]))
@@ -184,6 +199,10 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
     got = recorded_episodes(record)
     if policy == "pendulum-balancing":
         assert all(len(episode.actions) == horizon for episode in expected), "the controller should balance"
+    if policy in VARIANTS:  # the card told the runtime how this policy acts and is scored
+        card = json.loads(policies[policy].with_suffix(".json").read_text())
+        assert (card["control"]["mode"], card["reward"]["type"]) == ("joint", "dense")
+        assert summary["returns"][0] != round(summary["returns"][0]), "a dense return is not a whole number"
     if policy == "panda-push-into-cube":  # the cube moved: parity held through contacts
         assert all(np.abs(e.observations[-1, 15:17] - e.observations[0, 15:17]).max() > 0.01 for e in expected)
     for seed, want, have, cpp_return in zip(seeds, expected, got, summary["returns"], strict=True):
@@ -282,6 +301,28 @@ def test_format_flag_overrides_the_extension(runtime: Path, policies: dict[str, 
     assert last_json_line(result.stdout)["format"] == "pt2"
     result = run_runtime(runtime, "--policy", policies["cheetah-sac"], "--format", "pt2", "--task", "cheetah")
     assert result.returncode == 2 and "not an AOTInductor package" in result.stderr
+
+
+@pytest.mark.parametrize("task, policy, section, message", [
+    ("panda-reach", "panda-reach-sac", {"control": {"mode": "torque"}},
+     "task 'panda-reach' has no control mode 'torque' in this runtime; it runs ee, joint"),
+    ("panda-reach", "panda-reach-sac", {"reward": {"type": "shaped"}},
+     "task 'panda-reach' has no reward type 'shaped' in this runtime; it scores sparse, dense"),
+    ("reach", "reach-sac", {"control": {"mode": "joint"}}, "task 'reach' has no control mode 'joint'"),
+])
+def test_a_card_control_or_reward_the_runtime_lacks_is_a_one_line_error(runtime: Path, policies: dict[str, Path],
+                                                                        task: str, policy: str, section: dict,
+                                                                        message: str, tmp_path: Path) -> None:
+    source = policies[policy]
+    copy = tmp_path / source.name
+    for suffix in (".pt", ".mjb"):
+        if source.with_suffix(suffix).exists():
+            shutil.copy(source.with_suffix(suffix), copy.with_suffix(suffix))
+    card = json.loads(source.with_suffix(".json").read_text())
+    copy.with_suffix(".json").write_text(json.dumps({**card, **section}))
+    result = run_runtime(runtime, "--policy", copy, "--task", task, "--episodes", "1")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
 
 
 def test_policy_whose_card_names_another_task_is_refused(runtime: Path, tmp_path: Path) -> None:

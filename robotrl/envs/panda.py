@@ -368,6 +368,12 @@ class PandaEnv(MujocoEnv):
             spec["max_joint_step_rad"] = MAX_JOINT_STEP
         return spec
 
+    def reward_spec(self) -> dict[str, Any]:
+        """The reward and success criterion, for the export card (the C++ runtime scores by it)."""
+        meaning = ("-1 per step until within the threshold, then 0" if self.reward_type == "sparse"
+                   else "minus the distance in metres")
+        return {"type": self.reward_type, "meaning": meaning, "success_distance_m": self.distance_threshold}
+
     def task_state(self) -> dict[str, Any]:
         """The episode's goal (it lives outside MuJoCo's integration state), for exact checkpoints."""
         return {"goal": self.goal.tolist()}

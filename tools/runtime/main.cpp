@@ -234,6 +234,15 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
 // A card written by robotrl export sits next to the .pt / .pt2. When it names another task, or a frame skip that
 // differs from the task table's, refuse to run; when it records a horizon (a user may have edited the task card
 // before training), episodes truncate there, as evaluation in Python did. Returns the task to run.
+// card[section][key] as a string; "default" where the card predates the section.
+std::string card_string(const json::Value& card, const std::string& section, const std::string& key) {
+  const json::Value* block = card.find(section);
+  const json::Value* value = block != nullptr ? block->find(key) : nullptr;
+  if (value == nullptr) return "default";
+  if (value->kind != json::Value::Kind::String) throw RuntimeError("card's " + section + "." + key + " is not a string");
+  return value->string;
+}
+
 Task apply_card(const std::string& policy_path, const Task& task) {
   Task effective = task;
   std::string card_path = policy_path;
@@ -245,7 +254,9 @@ Task apply_card(const std::string& policy_path, const Task& task) {
   if (!is_file(card_path)) return effective;
   json::Value card = json::parse_file(card_path);
   const json::Value* card_task = card.find("task");
-  if (card_task != nullptr && card_task->kind == json::Value::Kind::String && card_task->string != task.name) {
+  // a policy trained on the env itself (gymnasium.make(env_id, ...)) names the env id instead of the card
+  if (card_task != nullptr && card_task->kind == json::Value::Kind::String && card_task->string != task.name &&
+      card_task->string != task.env_id) {
     throw RuntimeError("policy " + policy_path + " was trained on task '" + card_task->string + "' (" +
                        card_path + "), not '" + task.name + "'");
   }
@@ -264,7 +275,7 @@ Task apply_card(const std::string& policy_path, const Task& task) {
     }
     effective.horizon = static_cast<int>(horizon->number);
   }
-  return effective;
+  return configured_task(effective, card_string(card, "control", "mode"), card_string(card, "reward", "type"));
 }
 
 // The action's bounds: each actuator's ctrlrange (a dimension without limits gets +-inf), or [-1, 1] per dimension
@@ -412,8 +423,8 @@ int run(int argc, char** argv) {
 
   PolicyFormat format = parse_policy_format(options.format, options.policy_path);
   Policy policy(options.policy_path, format);
-  policy.check_widths(table_task.observation_width, table_task.action_width > 0 ? table_task.action_width : model->nu);
   const Task task = apply_card(options.policy_path, table_task);
+  policy.check_widths(task.observation_width, task.action_width > 0 ? task.action_width : model->nu);
   if (options.probe_nonfinite) return probe_nonfinite(policy, task, model.get());
 
   std::vector<InitialState> initial_states;

@@ -112,6 +112,7 @@ constexpr double kPandaFingerMax = 0.04;
 constexpr double kPandaIkDamping = 0.05;
 constexpr double kPandaIkNullspaceGain = 0.1;
 constexpr double kPandaIkMaxJointStep = 0.3;
+constexpr double kPandaMaxJointStep = 0.1;  // joint control: radians per control step at action 1
 constexpr double kPandaHomeQpos[7] = {0.0, 0.3, 0.0, -1.57079, 0.0, 2.0, -0.7853};
 constexpr double kPandaTcpRotation[3][3] = {{0.0, 1.0, 0.0}, {1.0, 0.0, 0.0}, {0.0, 0.0, -1.0}};
 constexpr double kPandaReachThreshold = 0.02;
@@ -230,6 +231,17 @@ void panda_apply_action(const mjModel* model, mjData* data, const std::vector<fl
   data->ctrl[7] = kPandaFingerMax * 0.5 * (command[3] + 1.0);  // -1 closed, +1 open
 }
 
+// panda.PandaEnv.step with control "joint": each arm joint's target moves by up to kPandaMaxJointStep from where
+// the joint is, inside its limits; the fingers as in Cartesian control.
+void panda_apply_joint_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
+  const PandaIndex& index = cached_panda_index(model);
+  for (int j = 0; j < 7; ++j) {
+    double command = clip(static_cast<double>(action[j]), -1.0, 1.0);
+    data->ctrl[j] = clip(data->qpos[index.qadr[j]] + kPandaMaxJointStep * command, index.low[j], index.high[j]);
+  }
+  data->ctrl[7] = kPandaFingerMax * 0.5 * (clip(static_cast<double>(action[7]), -1.0, 1.0) + 1.0);
+}
+
 // The cube tasks: the cube on the table and a goal at least kPandaMinGoalDistance away from it in (x, y);
 // panda-pick lifts half the goals up to kPandaPickGoalTop.
 void panda_cube_reset(mjModel* model, mjData* data, std::mt19937_64& rng, bool goals_in_air) {
@@ -284,22 +296,40 @@ std::vector<double> panda_observe(const mjModel* model, const mjData* data) {
   return obs;
 }
 
-// Sparse: -1 until the achieved goal (the last-but-one 3 entries) is within the threshold of the desired one.
-StepOutcome goal_score(const StepContext& step, double threshold) {
-  const std::vector<double>& obs = step.observation;
+// The distance from the achieved goal (the last-but-one 3 entries) to the desired one (the last 3), as numpy's
+// norm sums the squares.
+double goal_distance(const std::vector<double>& obs) {
   size_t a = obs.size() - 6, d = obs.size() - 3;
   double dx = obs[a] - obs[d], dy = obs[a + 1] - obs[d + 1], dz = obs[a + 2] - obs[d + 2];
-  double distance = std::sqrt(dx * dx + dy * dy + dz * dz);
-  bool reached = distance < threshold;
+  return std::sqrt(dx * dx + dy * dy + dz * dz);
+}
+
+// Sparse: -1 until the achieved goal is within the threshold of the desired one, then 0.
+StepOutcome sparse_goal_score(const StepContext& step, double threshold) {
+  bool reached = goal_distance(step.observation) < threshold;
   return {reached ? 0.0 : -1.0, false, reached};
 }
 
+// Dense: minus the distance in metres.
+StepOutcome dense_goal_score(const StepContext& step, double threshold) {
+  double distance = goal_distance(step.observation);
+  return {-distance, false, distance < threshold};
+}
+
 StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {
-  return goal_score(step, kPandaReachThreshold);
+  return sparse_goal_score(step, kPandaReachThreshold);
 }
 
 StepOutcome panda_cube_score(const mjModel*, const mjData*, const StepContext& step) {
-  return goal_score(step, kPandaCubeThreshold);
+  return sparse_goal_score(step, kPandaCubeThreshold);
+}
+
+StepOutcome panda_reach_dense_score(const mjModel*, const mjData*, const StepContext& step) {
+  return dense_goal_score(step, kPandaReachThreshold);
+}
+
+StepOutcome panda_cube_dense_score(const mjModel*, const mjData*, const StepContext& step) {
+  return dense_goal_score(step, kPandaCubeThreshold);
 }
 
 }  // namespace
@@ -319,6 +349,25 @@ const std::vector<Task>& all_tasks() {
        4, panda_apply_action, true, 3},
   };
   return tasks;
+}
+
+Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type) {
+  const bool panda = task.apply_action == panda_apply_action;
+  Task configured = task;
+  if (panda && control_mode == "joint") {
+    configured.action_width = 8;  // 7 joint deltas and the fingers
+    configured.apply_action = panda_apply_joint_action;
+  } else if (!(control_mode == "default" || (panda && control_mode == "ee"))) {
+    throw RuntimeError("task '" + task.name + "' has no control mode '" + control_mode + "' in this runtime; " +
+                       (panda ? "it runs ee, joint" : "it sets the actuators' ctrl to the action"));
+  }
+  if (panda && reward_type == "dense") {
+    configured.score = task.score == panda_reach_score ? panda_reach_dense_score : panda_cube_dense_score;
+  } else if (!(reward_type == "default" || (panda && reward_type == "sparse"))) {
+    throw RuntimeError("task '" + task.name + "' has no reward type '" + reward_type + "' in this runtime; " +
+                       (panda ? "it scores sparse, dense" : "it scores the gymnasium env's reward"));
+  }
+  return configured;
 }
 
 const Task& find_task(const std::string& name) {

@@ -48,6 +48,9 @@ struct Task {
 };
 
 const std::vector<Task>& all_tasks();
+// The task as an export card's "control" mode ("ee", "joint") and "reward" type ("sparse", "dense") configure it
+// (the Panda tasks take both; every other task only its defaults). Throws RuntimeError naming what is allowed.
+Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type);
 // Throws RuntimeError listing the known task names.
 const Task& find_task(const std::string& name);
 
