@@ -119,13 +119,16 @@ def test_sb3_ppo_gets_the_same_rollout_networks_and_settings():
         bench.sb3_kwargs("ppo", loop_cfg, _configs("pendulum", "ppo", objective="kl")[1], 1)
 
 
-def test_tiny_on_policy_benchmark_runs_both_libraries(capsys):
+def test_tiny_on_policy_benchmark_runs_both_libraries_on_several_tasks_and_saves_them(capsys, tmp_path):
     bench = _bench()
-    code = bench.main(["--task", "pendulum", "--algos", "ppo", "--steps", "128", "--seeds", "0", "--episodes", "1",
-                       "--set", "rollout_steps=64", "--set", "minibatch_size=32", "--set", "eval_every=64",
-                       "--set", "eval_episodes=1", "--json"])
+    saved = tmp_path / "runs.json"
+    code = bench.main(["--task", "pendulum,reach", "--algos", "ppo", "--steps", "128", "--seeds", "0",
+                       "--episodes", "1", "--set", "rollout_steps=64", "--set", "minibatch_size=32",
+                       "--set", "eval_every=64", "--set", "eval_episodes=1", "--json", "--save", str(saved)])
     assert code == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert {r["library"] for r in rows} == {"robotrl", "sb3"}
+    expected = {(task, lib) for task in ("pendulum", "reach") for lib in ("robotrl", "sb3")}
+    assert {(r["task"], r["library"]) for r in rows} == expected
     for r in rows:
         assert r["steps"] == 128 and len(r["curve"]) >= 2
+    assert {(r["task"], r["library"]) for r in json.loads(saved.read_text())} == expected

@@ -2,6 +2,7 @@
 
     python tools/bench_quality.py --task reach --algos sac,td3 --steps 30000 --seeds 0,1,2
     python tools/bench_quality.py --task pendulum --algos sac --steps 10000 --seeds 0 --json
+    python tools/bench_quality.py --task hopper,walker,cheetah --algos ppo --steps 1000000 --seeds 1,2,3 --jobs 2
 
 Both libraries train on the same env (robotrl.make_env: the card's horizon, actions in [-1, 1]) with the
 hyperparameters of the task card's `algos.<algo>` block (plus --set overrides), translated key by key to
@@ -13,7 +14,8 @@ uses it); a curve's last point is the report figure.
 
 Needs the bench extra:  pip install -c constraints.txt -e ".[bench]"
 Runs are independent processes (--jobs, one torch thread each by default); do not time anything else
-on the machine meanwhile.
+on the machine meanwhile. With --save, the file is rewritten after every finished run, so an interrupted
+benchmark keeps what it finished (--load prints it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -272,20 +274,21 @@ def plot_results(results: list[dict[str, Any]], output: str) -> None:
     from robotrl.plot import Curve, plot_curves
 
     curves: dict[str, Curve] = {}
-    for r in sorted(results, key=lambda r: (r["algo"], r["library"], r["seed"])):
-        curve = curves.setdefault(f"{r['algo']} {r['library']}", Curve(f"{r['algo']} {r['library']}"))
+    tasks = sorted({r["task"] for r in results})
+    for r in sorted(results, key=lambda r: (r["task"], r["algo"], r["library"], r["seed"])):
+        label = f"{r['task'] + ' ' if len(tasks) > 1 else ''}{r['algo']} {r['library']}"
+        curve = curves.setdefault(label, Curve(label))
         steps, returns = zip(*r["curve"], strict=True)
         curve.x.append(np.array(steps, dtype=float))
         curve.y.append(np.array(returns, dtype=float))
         curve.steps_per_s.append(r["steps"] / r["wall_time_s"])
-    tasks = sorted({r["task"] for r in results})
     plot_curves(list(curves.values()), Path(output), "evaluation return", "environment steps",
                 title=f"{', '.join(tasks)}: robotrl vs Stable-Baselines3, same hyperparameters")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="reach")
+    p.add_argument("--task", default="reach", help="a task card, or several comma-separated (one table)")
     p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg, ppo, a2c")
     p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: robotrl, sb3")
     p.add_argument("--steps", type=int, default=30_000)
@@ -312,13 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(libraries) - set(LIBRARIES)
         if unknown:
             raise RobotrlError(f"unknown library {sorted(unknown)}; allowed: {', '.join(LIBRARIES)}")
-        load_card(args.task)
+        tasks = args.task.split(",")
+        for task in tasks:
+            load_card(task)
         if "sb3" in libraries:
             try:
                 import stable_baselines3  # noqa: F401
             except ImportError as e:
                 raise RobotrlError('Stable-Baselines3 is missing: pip install -c constraints.txt -e ".[bench]"') from e
-        jobs = [(lib, args.task, algo, int(seed), args.steps, args.episodes, overrides)
+        jobs = [(lib, task, algo, int(seed), args.steps, args.episodes, overrides) for task in tasks
                 for algo in args.algos.split(",") for seed in args.seeds.split(",") for lib in libraries]
         for lib, task, algo, *_ in {job[:3]: job for job in jobs}.values():  # fail before hours of training
             if lib == "sb3":
@@ -334,19 +339,20 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) if args.jobs > 1 else None
     try:
-        for r in (pool.map(run_one, jobs) if pool else map(run_one, jobs)):
+        finished = as_completed([pool.submit(run_one, job) for job in jobs]) if pool else map(run_one, jobs)
+        for r in finished:
+            r = r.result() if pool else r
             results.append(r)
+            if args.save:  # after every run: an interrupted benchmark keeps what it finished
+                Path(args.save).write_text(json.dumps(results, indent=1))
             if args.json:
                 print(json.dumps(r), flush=True)
             else:
-                print(f"done: {r['library']} {r['algo']} seed {r['seed']}: {r['mean_return']:.2f} "
+                print(f"done: {r['library']} {r['task']} {r['algo']} seed {r['seed']}: {r['mean_return']:.2f} "
                       f"({r['wall_time_s']:.0f} s)", file=sys.stderr, flush=True)
     finally:
         if pool:
-            pool.shutdown()
-    if args.save:
-        with open(args.save, "w") as f:
-            json.dump(results, f, indent=1)
+            pool.shutdown(cancel_futures=True)
     if not args.json:
         print_table(results)
     if args.plot:
