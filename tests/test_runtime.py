@@ -77,20 +77,21 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("policies")
     paths = {"reach-sac": SHIPPED_REACH_POLICY}
     paths.update({f"{task}-shipped": path for task, path in SHIPPED_PANDA_POLICIES.items()})
-    for task in ("pendulum", "cheetah", "panda-reach", "panda-push", "panda-pick"):
+    def tiny_sac(task: str | gym.Env) -> SAC:
         agent = SAC(task, seed=0, warmup_steps=100, batch_size=32, actor_hidden=[32, 32], critic_hidden=[32, 32],
                     eval_every=0, eval_episodes=1, buffer_size=1000, keep_best=False)
         agent.learn(200)
+        return agent
+
+    for task in ("pendulum", "cheetah", "panda-reach", "panda-push", "panda-pick"):
+        agent = tiny_sac(task)
         formats = "pt" if task.startswith("panda") else "pt,pt2"  # (the .pt2 path is the same for every task)
         exported = agent.export(out / f"{task}-sac.pt", formats=formats)
         paths[f"{task}-sac"] = Path(exported.files["pt"])
         if "pt2" in exported.files:
             paths[f"{task}-sac-pt2"] = Path(exported.files["pt2"])
     for variant, (env_id, kwargs) in VARIANTS.items():
-        agent = SAC(gym.make(env_id, max_episode_steps=50, **kwargs), seed=0, warmup_steps=100, batch_size=32,
-                    actor_hidden=[32, 32], critic_hidden=[32, 32], eval_every=0, eval_episodes=1, buffer_size=1000,
-                    keep_best=False)
-        agent.learn(200)
+        agent = tiny_sac(gym.make(env_id, max_episode_steps=50, **kwargs))
         paths[variant] = Path(agent.export(out / f"{variant}.pt", formats="pt").files["pt"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     paths["panda-push-into-cube"] = cube_pushing_policy(out / "panda-push-into-cube.pt", paths["panda-push-sac"])

@@ -231,9 +231,6 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
   return states;
 }
 
-// A card written by robotrl export sits next to the .pt / .pt2. When it names another task, or a frame skip that
-// differs from the task table's, refuse to run; when it records a horizon (a user may have edited the task card
-// before training), episodes truncate there, as evaluation in Python did. Returns the task to run.
 // card[section][key] as a string; "default" where the card predates the section.
 std::string card_string(const json::Value& card, const std::string& section, const std::string& key) {
   const json::Value* block = card.find(section);
@@ -243,6 +240,10 @@ std::string card_string(const json::Value& card, const std::string& section, con
   return value->string;
 }
 
+// A card written by robotrl export sits next to the .pt / .pt2. When it names another task, or a frame skip that
+// differs from the task table's, refuse to run; when it records a horizon (a user may have edited the task card
+// before training), episodes truncate there, as evaluation in Python did. Its control mode and reward type configure
+// the task (configured_task). Returns the task to run.
 Task apply_card(const std::string& policy_path, const Task& task) {
   Task effective = task;
   std::string card_path = policy_path;

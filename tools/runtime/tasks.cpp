@@ -216,6 +216,9 @@ void panda_reach_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
   }
 }
 
+// The finger actuator's target for a clipped command: -1 closed, +1 open.
+double panda_finger_ctrl(double command) { return kPandaFingerMax * 0.5 * (command + 1.0); }
+
 void panda_apply_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
   const PandaIndex& index = cached_panda_index(model);
   double command[4];
@@ -228,7 +231,7 @@ void panda_apply_action(const mjModel* model, mjData* data, const std::vector<fl
   double arm[7];
   panda_ik(model, data, index, target, arm);
   for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
-  data->ctrl[7] = kPandaFingerMax * 0.5 * (command[3] + 1.0);  // -1 closed, +1 open
+  data->ctrl[7] = panda_finger_ctrl(command[3]);
 }
 
 // panda.PandaEnv.step with control "joint": each arm joint's target moves by up to kPandaMaxJointStep from where
@@ -239,7 +242,7 @@ void panda_apply_joint_action(const mjModel* model, mjData* data, const std::vec
     double command = clip(static_cast<double>(action[j]), -1.0, 1.0);
     data->ctrl[j] = clip(data->qpos[index.qadr[j]] + kPandaMaxJointStep * command, index.low[j], index.high[j]);
   }
-  data->ctrl[7] = kPandaFingerMax * 0.5 * (clip(static_cast<double>(action[7]), -1.0, 1.0) + 1.0);
+  data->ctrl[7] = panda_finger_ctrl(clip(static_cast<double>(action[7]), -1.0, 1.0));
 }
 
 // The cube tasks: the cube on the table and a goal at least kPandaMinGoalDistance away from it in (x, y);
