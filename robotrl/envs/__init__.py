@@ -21,9 +21,10 @@ gym.register(id="RobotrlGrasp-v0", entry_point="robotrl.envs.grasp:GraspEnv")
 gym.register(id="RobotrlPandaReach-v0", entry_point="robotrl.envs.panda:PandaReachEnv")
 gym.register(id="RobotrlPandaPush-v0", entry_point="robotrl.envs.panda:PandaPushEnv")
 gym.register(id="RobotrlPandaPick-v0", entry_point="robotrl.envs.panda:PandaPickEnv")
+gym.register(id="RobotrlPandaGrasp-v0", entry_point="robotrl.envs.panda_grasp:PandaGraspEnv")
 # robotrl's own envs whose episode end is part of the task (grasp's forced lift test): make_env passes the card's
 # horizon to them under this keyword as well as to gymnasium's TimeLimit, so the card is the one source.
-HORIZON_KWARGS = {"RobotrlGrasp-v0": "max_steps"}
+HORIZON_KWARGS = {"RobotrlGrasp-v0": "max_steps", "RobotrlPandaGrasp-v0": "max_steps"}
 
 
 def _planar_distance(env: gym.Env, body_a: str, body_b: str) -> float:

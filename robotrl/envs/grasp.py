@@ -76,42 +76,14 @@ class GraspEnv(MujocoEnv):
     # ------------------------------------------------------------------ episode set-up
     def _randomize_object(self) -> tuple[np.ndarray, float]:
         """Pick a shape and its size, mass, friction; returns (object quaternion before yaw, rest height)."""
-        rng = self.np_random
-        self.shape = int(rng.integers(len(SHAPES)))
-        shape = SHAPES[self.shape]
-        if shape == "box":
-            size = rng.uniform([0.015, 0.015, 0.015], [0.03, 0.03, 0.03])
-            rest, quat = size[2], np.array([1.0, 0, 0, 0])
-        elif shape == "cylinder":
-            size = np.array([rng.uniform(0.015, 0.03), rng.uniform(0.015, 0.035), 0.0])
-            rest, quat = size[1], np.array([1.0, 0, 0, 0])
-        elif shape == "sphere":
-            size = np.array([rng.uniform(0.018, 0.03), 0.0, 0.0])
-            rest, quat = size[0], np.array([1.0, 0, 0, 0])
-        elif shape == "capsule":  # lying on its side, axis along x before the yaw
-            size = np.array([rng.uniform(0.015, 0.025), rng.uniform(0.01, 0.025), 0.0])
-            rest, quat = size[0], np.array([math.cos(math.pi / 4), 0, math.sin(math.pi / 4), 0])
-        else:
-            size = rng.uniform([0.015, 0.015, 0.015], [0.03, 0.03, 0.025])
-            rest, quat = size[2], np.array([1.0, 0, 0, 0])
-        self._apply_object(self.shape, size, rng.uniform(0.05, 0.25), rng.uniform(0.5, 1.2))
+        self.shape, size, mass, friction, quat, rest = draw_object(self.np_random)
+        self._apply_object(self.shape, size, mass, friction)
         return quat, rest
 
     def _apply_object(self, shape_index: int, size: np.ndarray, mass: float, friction: float) -> None:
-        m = self.model
         self.shape = shape_index
-        for i, g in enumerate(self._shape_geoms):
-            active = i == shape_index
-            m.geom_contype[g] = m.geom_conaffinity[g] = int(active)
-            m.geom_rgba[g] = self._object_rgba if active else 0.0
-        g = self._shape_geoms[shape_index]
-        m.geom_size[g] = size
-        m.geom_friction[g, 0] = friction
-        b = self._object_body
-        m.body_mass[b] = mass
-        m.body_inertia[b] = _inertia(SHAPES[shape_index], size, mass)
-        m.body_ipos[b], m.body_iquat[b] = 0.0, [1.0, 0, 0, 0]
-        mujoco.mj_setConst(m, self.data)
+        apply_object(self.model, self.data, self._shape_geoms, self._object_body, self._object_rgba, shape_index,
+                     size, mass, friction)
 
     def reset_model(self) -> np.ndarray:
         rng = self.np_random
@@ -179,9 +151,7 @@ class GraspEnv(MujocoEnv):
 
     def _rest_bottom_offset(self) -> float:
         """Height of the object's centre above its lowest point when resting (table top is z = 0)."""
-        size = self.model.geom_size[self._shape_geoms[self.shape]]
-        return float({"box": size[2], "cylinder": size[1], "sphere": size[0], "capsule": size[0],
-                      "ellipsoid": size[2]}[SHAPES[self.shape]])
+        return rest_height(SHAPES[self.shape], self.model.geom_size[self._shape_geoms[self.shape]])
 
     def _touching_fingers(self) -> set[int]:
         d, obj_geom = self.data, self._shape_geoms[self.shape]
@@ -213,6 +183,59 @@ class GraspEnv(MujocoEnv):
                                quat, size, one_hot, [remaining]])
 
 
+# Each shape's MuJoCo size ranges (half-extents / radius, half-length; metres) for training objects
+SIZE_RANGES = {"box": ([0.015, 0.015, 0.015], [0.03, 0.03, 0.03]),
+               "cylinder": ([0.015, 0.015, 0.0], [0.03, 0.035, 0.0]),
+               "sphere": ([0.018, 0.0, 0.0], [0.03, 0.0, 0.0]),
+               "capsule": ([0.015, 0.01, 0.0], [0.025, 0.025, 0.0]),
+               "ellipsoid": ([0.015, 0.015, 0.015], [0.03, 0.03, 0.025])}
+# The held-out object set: every size entry outside its training range, all smaller (down to this fraction of the
+# range's low end) or all larger (up to this multiple of its high end); never drawn in training
+HELD_OUT_SMALL, HELD_OUT_LARGE = 0.7, 1.15
+LYING = np.array([math.cos(math.pi / 4), 0, math.sin(math.pi / 4), 0])  # a capsule on its side, axis along x
+UPRIGHT = np.array([1.0, 0, 0, 0])
+
+
+def draw_object(rng: np.random.Generator, held_out: bool = False) -> tuple[int, np.ndarray, float, float,
+                                                                              np.ndarray, float]:
+    """One episode's object: (shape index, size, mass, friction, quaternion before the yaw, rest height)."""
+    shape = int(rng.integers(len(SHAPES)))
+    name = SHAPES[shape]
+    low, high = (np.array(b) for b in SIZE_RANGES[name])
+    if held_out:
+        if rng.uniform() < 0.5:
+            low, high = HELD_OUT_SMALL * low, low
+        else:
+            low, high = high, HELD_OUT_LARGE * high
+    size = np.zeros(3)
+    for i in np.flatnonzero(high > 0):  # unused size entries stay 0
+        size[i] = rng.uniform(low[i], high[i])
+    quat = LYING if name == "capsule" else UPRIGHT
+    return shape, size, float(rng.uniform(0.05, 0.25)), float(rng.uniform(0.5, 1.2)), quat, rest_height(name, size)
+
+
+def rest_height(shape: str, size: np.ndarray) -> float:
+    """Height of a resting object's centre above its lowest point."""
+    return float({"box": size[2], "cylinder": size[1], "sphere": size[0], "capsule": size[0],
+                  "ellipsoid": size[2]}[shape])
+
+
+def apply_object(model: mujoco.MjModel, data: mujoco.MjData, shape_geoms: list[int], body: int,
+                 rgba: np.ndarray, shape_index: int, size: np.ndarray, mass: float, friction: float) -> None:
+    """Make one of the object body's shape geoms the live one (the others neither collide nor show)."""
+    for i, g in enumerate(shape_geoms):
+        active = i == shape_index
+        model.geom_contype[g] = model.geom_conaffinity[g] = int(active)
+        model.geom_rgba[g] = rgba if active else 0.0
+    g = shape_geoms[shape_index]
+    model.geom_size[g] = size
+    model.geom_friction[g, 0] = friction
+    model.body_mass[body] = mass
+    model.body_inertia[body] = _inertia(SHAPES[shape_index], size, mass)
+    model.body_ipos[body], model.body_iquat[body] = 0.0, [1.0, 0, 0, 0]
+    mujoco.mj_setConst(model, data)
+
+
 def _inertia(shape: str, size: np.ndarray, mass: float) -> np.ndarray:
     """Principal moments of a solid primitive of the given MuJoCo size (half-extents / radius)."""
     if shape == "box":
@@ -228,20 +251,28 @@ def _inertia(shape: str, size: np.ndarray, mass: float) -> np.ndarray:
     return mass / 5.0 * np.array([b * b + c * c, a * a + c * c, a * a + b * b])
 
 
+ALIGNED = 0.008  # metres between the grip point and the object, horizontally, for the scripted grasp to close
 GRASP_MOUNT_Z = 0.086  # fingertips 6 mm above the table: the pads then span every object's lower part
 
 
 class ScriptedGrasp:
-    """The scripted grasp as a stateful policy (raw observation -> action in [-1, 1]); reset() per episode."""
+    """The scripted grasp as a stateful policy (raw observation -> action in [-1, 1]); reset() per episode.
+    max_move / max_yaw: the task's displacement per step at action 1; grasp_z: the height (observation entry 2)
+    at which the fingers close, or with at_object_centre the lowest such height, the fingers closing at the
+    object's centre above it; descend_within: see scripted_action."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_move: float = MAX_MOVE, max_yaw: float = MAX_YAW, grasp_z: float = GRASP_MOUNT_Z,
+                 at_object_centre: bool = False, descend_within: float = ALIGNED) -> None:
         self.phase: dict[str, int] = {}
+        self.max_move, self.max_yaw, self.grasp_z = max_move, max_yaw, grasp_z
+        self.at_object_centre, self.descend_within = at_object_centre, descend_within
 
     def reset(self) -> None:
         self.phase = {}
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return scripted_action(obs, self.phase)
+        grasp_z = max(self.grasp_z, obs[2] + obs[8]) if self.at_object_centre else self.grasp_z
+        return scripted_action(obs, self.phase, self.max_move, self.max_yaw, grasp_z, self.descend_within)
 
     def state_dict(self) -> dict[str, int]:
         return dict(self.phase)
@@ -250,9 +281,11 @@ class ScriptedGrasp:
         self.phase = dict(state)
 
 
-def scripted_action(obs: np.ndarray, phase: dict[str, int]) -> np.ndarray:
-    """One step of the scripted grasp: align above the object (position and jaw direction), descend, close,
-    terminate (the lift test lifts). `phase` carries the closing counter across the episode's steps."""
+def scripted_action(obs: np.ndarray, phase: dict[str, int], max_move: float = MAX_MOVE, max_yaw: float = MAX_YAW,
+                    grasp_z: float = GRASP_MOUNT_Z, descend_within: float = ALIGNED) -> np.ndarray:
+    """One step of the scripted grasp: align above the object (position and jaw direction), descend (once within
+    `descend_within` of it horizontally, still aligning), close, terminate (the lift test lifts). `phase` carries
+    the closing counter across the episode's steps."""
     action = np.zeros(6)
     if phase.get("closing", 0) > 0:  # keep the fingers closed a step, then terminate into the lift test
         phase["closing"] += 1
@@ -260,14 +293,14 @@ def scripted_action(obs: np.ndarray, phase: dict[str, int]) -> np.ndarray:
         return action
     yaw_err = object_yaw_error(obs)
     xy = obs[6:8]  # object position relative to the grip point, horizontal part
-    action[:2] = np.clip(0.9 * xy / MAX_MOVE, -1.0, 1.0)
-    action[3] = np.clip(0.9 * yaw_err / MAX_YAW, -1.0, 1.0)
+    action[:2] = np.clip(0.9 * xy / max_move, -1.0, 1.0)
+    action[3] = np.clip(0.9 * yaw_err / max_yaw, -1.0, 1.0)
     action[4], action[5] = -1.0, -1.0
-    if np.linalg.norm(xy) < 0.008 and abs(yaw_err) < 0.15:
-        dz = GRASP_MOUNT_Z - obs[2]
+    if np.linalg.norm(xy) < descend_within and abs(yaw_err) < 0.15:
+        dz = grasp_z - obs[2]
         if abs(dz) > 0.006:
-            action[2] = np.clip(0.9 * dz / MAX_MOVE, -1.0, 1.0)
-        else:
+            action[2] = np.clip(0.9 * dz / max_move, -1.0, 1.0)
+        elif np.linalg.norm(xy) < ALIGNED:
             action[4] = 1.0
             phase["closing"] = 1
     return action

@@ -121,13 +121,17 @@ def scene_spec(with_cube: bool) -> mujoco.MjSpec:
 
 @functools.lru_cache(maxsize=4)
 def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
-    """The scene compiled once per process (~1.5 s, the meshes; each env gets a copy), with a keyframe "home": the
-    arm posture that puts the TCP at the start position pointing down (kinematic IK from HOME_QPOS), fingers open.
+    """The scene compiled once per process (~1.5 s, the meshes; each env gets a copy), with its home keyframe."""
+    return compile_with_home(scene_spec(with_cube), start_tcp(with_cube), meshes)
+
+
+def compile_with_home(spec: mujoco.MjSpec, tcp: np.ndarray, meshes: bool = True) -> mujoco.MjModel:
+    """Compile a Panda scene with a keyframe "home": the arm posture that puts the TCP at `tcp` pointing down
+    (kinematic IK from HOME_QPOS), fingers open.
 
     Without `meshes`, the scene the C++ runtime loads (0.3 MB instead of 35): every mesh geom is dropped. They are
     all visual or contype-0 geoms and the bodies' inertias are explicit, so the physics is the same to the bit (the
     runtime parity test checks it)."""
-    spec = scene_spec(with_cube)
     spec.add_key(name="home")
     if not meshes:
         for geom in [g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_MESH]:
@@ -139,7 +143,7 @@ def _compiled(with_cube: bool, meshes: bool = True) -> mujoco.MjModel:
     data.qpos[ik.qadr] = HOME_QPOS
     mujoco.mj_kinematics(model, data)
     for _ in range(200):
-        data.qpos[ik.qadr] = ik.joint_targets(data, start_tcp(with_cube), TCP_ROTATION)
+        data.qpos[ik.qadr] = ik.joint_targets(data, tcp, TCP_ROTATION)
         mujoco.mj_kinematics(model, data)
         mujoco.mj_comPos(model, data)
     finger = model.joint(PREFIX + "finger_joint1").qposadr[0]

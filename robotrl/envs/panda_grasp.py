@@ -1,0 +1,275 @@
+"""`panda-grasp`: QT-Opt's grasping task (Kalashnikov et al. 2018, arXiv 1806.10293, section 4) on the Franka Panda.
+
+The Panda of the Panda tasks (same packaged model, scene builder and IK) stands over a table with a bin area; each
+episode puts one object there: one of `grasp`'s five primitive shapes with random size, mass, friction, position and
+yaw. `objects="held_out"` draws every size outside the training ranges (robotrl.envs.grasp.draw_object), the test
+of generalisation.
+
+Actions (all in [-1, 1]), as in the paper: a Cartesian displacement of the TCP (x MAX_TCP_STEP metres), a rotation
+about the vertical axis (x MAX_YAW radians, the hand's yaw held within +-YAW_LIMIT), the fingers (-1 open, +1
+closed, as in `grasp`) and terminate (> 0.5 ends the episode with the lift test). Each control step solves one
+damped-least-squares IK step to joint targets, as the Panda tasks do, with the hand pointing down at the commanded
+yaw. At termination or at the horizon a lift test closes the fingers, raises the hand and checks that the object is
+at least LIFT_HEIGHT above the table and touches both finger pads.
+
+Reward: +1 for a successful lift test, -0.05 per step; info holds both terms and `is_success`. The observation is
+`grasp`'s layout (so its scripted grasp runs here too) and ends with the fraction of the horizon that remains.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.mujoco import MujocoEnv
+
+from robotrl.config import RobotrlError
+from robotrl.envs.grasp import (
+    OBS_DIM,
+    SHAPES,
+    STEP_PENALTY,
+    SUCCESS_REWARD,
+    TERMINATE_ABOVE,
+    ScriptedGrasp,
+    apply_object,
+    draw_object,
+    rest_height,
+)
+from robotrl.envs.panda import (
+    FINGER_MAX,
+    MAX_TCP_STEP,
+    PREFIX,
+    TCP_ROTATION,
+    TIMESTEP,
+    WORKSPACE_HIGH,
+    WORKSPACE_LOW,
+    PandaIK,
+    compile_with_home,
+    panda_model_dir,
+    scene_spec,
+)
+
+START_TCP = np.array([0.5, 0.0, 0.2])
+BIN_CENTRE = np.array([0.5, 0.0])
+OBJECT_RANGE = 0.1  # metres either side of the bin's centre, in x and y
+MAX_YAW = 0.3
+YAW_LIMIT = math.pi / 2  # every shape's grasp repeats within a half turn; the wrist stays inside its range
+LIFT_HEIGHT = 0.1
+# the scripted grasp closes its pads (8 mm either side of the TCP) at the object's centre, at least this high
+GRASP_TCP_Z = 0.01
+OBJECT_SETS = ("train", "held_out")
+SHOULDER_CAMERA = "shoulder"
+# 10 Hz control (20 physics steps of 5 ms), as `grasp`: the arm's servos settle within a step, so each step moves
+# the hand by what it commands and a grasp takes ~10 steps, short enough for QT-Opt's gamma 0.9 to see the lift
+GRASP_FRAME_SKIP = 20
+
+
+def _look_at(pos: np.ndarray, target: np.ndarray) -> list[float]:
+    """A camera's xyaxes looking from `pos` at `target` with the world's z up."""
+    forward = (target - pos) / np.linalg.norm(target - pos)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    return [*right, *np.cross(right, forward)]
+
+
+@functools.lru_cache(maxsize=2)
+def _compiled(meshes: bool = True) -> mujoco.MjModel:
+    """The Panda scene with a bin area, the object body (one geom per shape; the episode enables one) and an
+    over-the-shoulder camera, compiled once per process with the home keyframe at START_TCP."""
+    spec = scene_spec(with_cube=False)
+    world = spec.worldbody
+    world.add_geom(name="bin", type=mujoco.mjtGeom.mjGEOM_BOX, size=[OBJECT_RANGE + 0.03] * 2 + [0.0005],
+                   pos=[*BIN_CENTRE, 0.0005], rgba=[0.8, 0.8, 0.8, 1], contype=0, conaffinity=0)
+    eye = np.array([-0.15, 0.4, 0.7])
+    world.add_camera(name=SHOULDER_CAMERA, pos=eye, xyaxes=_look_at(eye, np.array([*BIN_CENTRE, 0.0])), fovy=50)
+    body = world.add_body(name="object", pos=[*BIN_CENTRE, 0.05])
+    body.add_freejoint(name="object")
+    for shape in SHAPES:
+        kind = getattr(mujoco.mjtGeom, f"mjGEOM_{shape.upper()}")
+        size = [0.02, 0.02, 0.02] if shape in ("box", "ellipsoid") else [0.02, 0.02, 0]
+        body.add_geom(name=f"obj_{shape}", type=kind, size=size, mass=0.1, rgba=[0.1, 0.5, 0.9, 1],
+                      friction=[1, 0.03, 0.003], condim=4, contype=2, conaffinity=1, solref=[0.01, 1])
+    return compile_with_home(spec, START_TCP, meshes)
+
+
+def tcp_rotation(yaw: float) -> np.ndarray:
+    """The hand pointing down, turned by `yaw` about the vertical: the fingers close along (cos yaw, sin yaw)."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ TCP_ROTATION
+
+
+class PandaGraspEnv(MujocoEnv):
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 10}
+
+    def __init__(self, max_steps: int | None = None, objects: str = "train", lift_seconds: float = 1.0,
+                 **kwargs: Any) -> None:
+        """max_steps: the horizon (robotrl.make_env passes the task card's); objects: "train" or "held_out"."""
+        if objects not in OBJECT_SETS:
+            raise RobotrlError(f"unknown panda-grasp object set '{objects}'; allowed: {', '.join(OBJECT_SETS)}")
+        self._max_steps, self.objects, self.lift_seconds = max_steps, objects, lift_seconds
+        low, high = np.full(OBS_DIM, -np.inf), np.full(OBS_DIM, np.inf)
+        low[-1], high[-1] = 0.0, 1.0
+        kwargs.setdefault("camera_name", "front")
+        obs_space = spaces.Box(low, high, dtype=np.float64)
+        super().__init__(str(panda_model_dir() / "mjx_panda.xml"), GRASP_FRAME_SKIP, obs_space, **kwargs)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
+        m = self.model
+        self.ik = PandaIK(m)
+        self._tcp = m.site(PREFIX + "tcp").id
+        self._finger = m.joint(PREFIX + "finger_joint1").qposadr[0]
+        self._object = m.joint("object").qposadr[0]
+        self._object_body = m.body("object").id
+        self._shape_geoms = [m.geom(f"obj_{s}").id for s in SHAPES]
+        self._object_rgba = m.geom_rgba[self._shape_geoms[0]].copy()
+        self._pads = {m.geom(PREFIX + "left_finger_pad").id, m.geom(PREFIX + "right_finger_pad").id}
+        self._home_key = m.key("home").id
+        self.shape, self.steps, self.yaw_target = 0, 0, 0.0
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model = copy.copy(_compiled())
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
+
+    @property
+    def max_steps(self) -> int:
+        """Steps per episode: the last one runs the lift test (a termination, not a time-limit truncation)."""
+        if self._max_steps is None:
+            raise RobotrlError("PandaGraspEnv needs a horizon: robotrl.make_env('panda-grasp') (the card's), or "
+                               "gymnasium.make('RobotrlPandaGrasp-v0', max_steps=N, max_episode_steps=N)")
+        return int(self._max_steps)
+
+    # ---------------------------------------------------------------- episode set-up
+    def reset_model(self) -> np.ndarray:
+        rng = self.np_random
+        self.shape, size, mass, friction, quat, rest = draw_object(rng, held_out=self.objects == "held_out")
+        self._apply_object(self.shape, size, mass, friction)
+        qpos, qvel = self.model.key_qpos[self._home_key].copy(), np.zeros(self.model.nv)
+        o = self._object
+        qpos[o:o + 3] = [*(BIN_CENTRE + rng.uniform(-OBJECT_RANGE, OBJECT_RANGE, 2)), rest + 0.002]
+        yaw = rng.uniform(-math.pi, math.pi)
+        mujoco.mju_mulQuat(qpos[o + 3:o + 7], np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), quat)
+        self.set_state(qpos, qvel)
+        self.data.ctrl[:] = self.model.key_ctrl[self._home_key]
+        mujoco.mj_step(self.model, self.data, nstep=20)  # let the object settle on the table
+        mujoco.mj_forward(self.model, self.data)
+        self.steps, self.yaw_target = 0, 0.0
+        return self._get_obs()
+
+    def _apply_object(self, shape: int, size: np.ndarray, mass: float, friction: float) -> None:
+        self.shape = shape
+        apply_object(self.model, self.data, self._shape_geoms, self._object_body, self._object_rgba, shape, size,
+                     mass, friction)
+
+    def task_state(self) -> dict[str, Any]:
+        """The drawn object (it edits the model), the step counter and the yaw target, for exact checkpoints."""
+        g = self._shape_geoms[self.shape]
+        return {"shape": self.shape, "size": self.model.geom_size[g].tolist(),
+                "mass": float(self.model.body_mass[self._object_body]),
+                "friction": float(self.model.geom_friction[g, 0]), "steps": self.steps, "yaw_target": self.yaw_target}
+
+    def set_task_state(self, state: dict[str, Any]) -> None:
+        self._apply_object(int(state["shape"]), np.asarray(state["size"]), state["mass"], state["friction"])
+        self.steps, self.yaw_target = int(state["steps"]), float(state["yaw_target"])
+
+    def scripted_policy(self) -> ScriptedGrasp:
+        return ScriptedGrasp(max_move=MAX_TCP_STEP, max_yaw=MAX_YAW, grasp_z=GRASP_TCP_Z,
+                             at_object_centre=True, descend_within=0.02)
+
+    # ---------------------------------------------------------------- stepping
+    def _control(self, tcp_target: np.ndarray, finger: float) -> None:
+        """One control step: IK to joint targets for the TCP at `tcp_target` and the yaw target, the fingers at
+        `finger` metres each."""
+        self.data.ctrl[:7] = self.ik.joint_targets(self.data, tcp_target, tcp_rotation(self.yaw_target))
+        self.data.ctrl[7] = finger
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        mujoco.mj_forward(self.model, self.data)  # positions and Jacobians at the state reached (see PandaEnv.step)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        target = np.clip(self.tcp_position() + MAX_TCP_STEP * a[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
+        self.yaw_target = float(np.clip(self.hand_yaw() + MAX_YAW * a[3], -YAW_LIMIT, YAW_LIMIT))
+        self._control(target, FINGER_MAX * 0.5 * (1.0 - a[4]))
+        self.steps += 1
+        terminated = bool(a[5] > TERMINATE_ABOVE) or self.steps >= self.max_steps
+        success = self._lift_test() if terminated else False
+        info = {"reward_step": STEP_PENALTY, "reward_grasp": SUCCESS_REWARD if success else 0.0,
+                "is_success": success, "shape": SHAPES[self.shape]}
+        if self.render_mode == "human":
+            self.render()
+        return self._get_obs(), info["reward_step"] + info["reward_grasp"], terminated, False, info
+
+    def _lift_test(self) -> bool:
+        """Close the fingers for 0.3 s in place, raise the hand LIFT_HEIGHT + 0.1 m and hold for lift_seconds;
+        success when the object's lowest point is LIFT_HEIGHT above the table and it touches both pads."""
+        hold = self.tcp_position()
+        for _ in range(round(0.3 / self.dt)):
+            self._control(hold, 0.0)
+        top = min(hold[2] + LIFT_HEIGHT + 0.1, WORKSPACE_HIGH[2])
+        for _ in range(round(self.lift_seconds / self.dt)):
+            self._control(np.array([*hold[:2], min(self.tcp_position()[2] + MAX_TCP_STEP, top)]), 0.0)
+        bottom = self.data.qpos[self._object + 2] - rest_height(SHAPES[self.shape], self._object_size())
+        return bool(bottom >= LIFT_HEIGHT and self._touching_pads() == self._pads)
+
+    def _object_size(self) -> np.ndarray:
+        return self.model.geom_size[self._shape_geoms[self.shape]]
+
+    def _touching_pads(self) -> set[int]:
+        d, geom = self.data, self._shape_geoms[self.shape]
+        touching: set[int] = set()
+        for c in d.contact[: d.ncon]:
+            pair = {int(c.geom1), int(c.geom2)}
+            if geom in pair:
+                touching |= pair & self._pads
+        return touching
+
+    # ---------------------------------------------------------------- observation
+    def tcp_position(self) -> np.ndarray:
+        return self.data.site_xpos[self._tcp].copy()
+
+    def hand_yaw(self) -> float:
+        """The direction the fingers close along, about the vertical (radians)."""
+        closing = self.data.site_xmat[self._tcp].reshape(3, 3)[:, 1]
+        return math.atan2(closing[1], closing[0])
+
+    def _get_obs(self) -> np.ndarray:
+        d, o = self.data, self._object
+        yaw = self.hand_yaw()
+        quat = d.qpos[o + 3:o + 7].copy()
+        if quat[0] < 0:  # q and -q are the same rotation: keep the one with w >= 0
+            quat = -quat
+        one_hot = np.zeros(len(SHAPES))
+        one_hot[self.shape] = 1.0
+        remaining = (self.max_steps - self.steps) / self.max_steps
+        return np.concatenate([self.tcp_position(), [math.sin(yaw), math.cos(yaw), 2 * d.qpos[self._finger]],
+                               d.qpos[o:o + 3] - self.tcp_position(), quat, self._object_size(), one_hot,
+                               [remaining]])
+
+    def observation_layout(self) -> list[dict[str, Any]]:
+        """Each named block of the observation vector: name, unit, width (in order)."""
+        layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
+                  ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4), ("object_size", "m", 3),
+                  ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("horizon_fraction_left", "", 1)]
+        return [{"name": n, "unit": u, "width": w} for n, u, w in layout]
+
+    def action_layout(self) -> list[dict[str, Any]]:
+        """What each action dimension commands at +-1 (the agent side is [-1, 1])."""
+        rate = 1.0 / self.dt
+        rows = [*({"name": f"tcp_d{axis}", "unit": "m", "bound": MAX_TCP_STEP} for axis in "xyz"),
+                {"name": "dyaw", "unit": "rad", "bound": MAX_YAW, "meaning": f"yaw held within +-{YAW_LIMIT:.4f}"},
+                {"name": "fingers", "unit": "", "bound": 1.0, "meaning": "-1 open, +1 closed"},
+                {"name": "terminate", "unit": "", "bound": 1.0,
+                 "meaning": f"> {TERMINATE_ABOVE} ends the episode with the lift test"}]
+        return [{**r, "rate_hz": rate} for r in rows]
+
+    def control_spec(self) -> dict[str, Any]:
+        """How actions become motor commands, for the export card."""
+        return {"mode": "ee_yaw", "rate_hz": 1.0 / self.dt, "physics_timestep_s": TIMESTEP,
+                "substeps": self.frame_skip, "finger_travel_m": FINGER_MAX, "max_tcp_step_m": MAX_TCP_STEP,
+                "max_yaw_step_rad": MAX_YAW, "yaw_limit_rad": YAW_LIMIT, "workspace_low_m": WORKSPACE_LOW.tolist(),
+                "workspace_high_m": WORKSPACE_HIGH.tolist(), "lift_height_m": LIFT_HEIGHT}

@@ -1,0 +1,155 @@
+"""panda-grasp: QT-Opt's grasping task on the Franka Panda (conformance, determinism, objects, control, lift test,
+scripted grasp, checkpoints)."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from robotrl import RobotrlError, make_env
+from robotrl.envs import get_env_state, load_card, set_env_state
+from robotrl.envs.grasp import HELD_OUT_LARGE, HELD_OUT_SMALL, OBS_DIM, SHAPES, SIZE_RANGES
+from robotrl.envs.panda_grasp import YAW_LIMIT, PandaGraspEnv
+
+STAY = np.array([0, 0, 0, 0, -1, -1.0])  # no motion, fingers open, do not terminate
+
+
+def test_env_conforms_to_gymnasium_spec_with_the_cards_horizon():
+    env = make_env("panda-grasp")
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.observation_space.shape == (OBS_DIM,) and env.action_space.shape == (6,)
+    assert env.spec.max_episode_steps == env.unwrapped.max_steps == load_card("panda-grasp").horizon
+
+
+def _rollout(seed: int, steps: int = 6, objects: str = "train") -> np.ndarray:
+    env = gym.make("RobotrlPandaGrasp-v0", max_steps=20, max_episode_steps=20, objects=objects)
+    obs, _ = env.reset(seed=seed)
+    rng, traj = np.random.default_rng(0), [obs]
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, 6)
+        action[5] = -1.0
+        obs, *_ = env.step(action)
+        traj.append(obs)
+    return np.stack(traj)
+
+
+def test_same_seed_same_trajectory_and_every_shape_rests_in_the_bin():
+    assert np.array_equal(_rollout(3), _rollout(3))
+    env = make_env("panda-grasp")
+    seen = set()
+    for seed in range(30):
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        seen.add(u.shape)
+        obj = u.data.qpos[u._object:u._object + 3]
+        assert np.all(np.abs(obj[:2] - [0.5, 0.0]) <= 0.1 + 1e-9)
+        assert 0.0 < obj[2] < 0.05 and np.linalg.norm(u.data.qvel[-6:-3]) < 0.05  # on the table, settled
+        assert np.allclose(obs[6:9], obj - u.tcp_position())
+    assert seen == set(range(len(SHAPES)))
+
+
+@pytest.mark.parametrize("objects", ["train", "held_out"])
+def test_object_sizes_are_inside_the_training_ranges_or_all_outside_them(objects):
+    env = make_env("panda-grasp") if objects == "train" else \
+        gym.make("RobotrlPandaGrasp-v0", max_steps=20, max_episode_steps=20, objects=objects)
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        low, high = (np.array(b) for b in SIZE_RANGES[SHAPES[env.unwrapped.shape]])
+        used = high > 0
+        size = obs[13:16]
+        assert np.all(size[~used] == 0)
+        inside = (size[used] >= low[used]) & (size[used] <= high[used])
+        if objects == "train":
+            assert inside.all()
+        else:
+            assert not inside.any()
+            small = size[used] < low[used]
+            assert small.all() or (~small).all()
+            assert np.all(size[used] >= HELD_OUT_SMALL * low[used])
+            assert np.all(size[used] <= HELD_OUT_LARGE * high[used])
+
+
+def test_reward_is_the_sum_of_its_info_terms_and_terminate_runs_a_failing_lift_test():
+    env = make_env("panda-grasp")
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(STAY)
+    assert not terminated and reward == pytest.approx(info["reward_step"] + info["reward_grasp"]) == -0.05
+    _, reward, terminated, _, info = env.step(np.array([0, 0, 0, 0, -1, 1.0]))  # terminate 0.2 m above the object
+    assert terminated and info["is_success"] is False and reward == pytest.approx(-0.05)
+
+
+def test_episode_ends_at_the_horizon_and_the_time_left_is_observed():
+    env = make_env("panda-grasp")
+    horizon = load_card("panda-grasp").horizon
+    obs, _ = env.reset(seed=1)
+    assert obs[-1] == 1.0
+    for t in range(horizon):
+        obs, _, terminated, _, _ = env.step(STAY)
+        assert terminated == (t == horizon - 1)  # the lift test ends it (the time limit also flags truncated)
+        assert obs[-1] == pytest.approx(1.0 - (t + 1) / horizon)
+
+
+def test_cartesian_actions_move_the_hand_and_yaw_turns_it_within_its_limit():
+    env = make_env("panda-grasp")
+    obs, _ = env.reset(seed=2)
+    start = obs[:3].copy()
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0, 0, -1.0, 0, -1, -1]))
+    assert start[2] - obs[2] > 0.08 and np.linalg.norm(obs[:2] - start[:2]) < 0.03  # down, not sideways
+    for _ in range(12):
+        obs, *_ = env.step(np.array([0, 0, 0, 1.0, -1, -1]))
+    yaw = math.atan2(obs[3], obs[4])
+    assert yaw == pytest.approx(YAW_LIMIT, abs=0.05) and env.unwrapped.yaw_target == pytest.approx(YAW_LIMIT)
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 1.0, -1]))  # close the fingers
+    assert obs[5] < 0.005
+
+
+def _scripted_success(objects: str, episodes: int, seed0: int, noise: float = 0.0) -> float:
+    env = gym.make("RobotrlPandaGrasp-v0", max_steps=20, max_episode_steps=20, objects=objects)
+    script, rng, wins = env.unwrapped.scripted_policy(), np.random.default_rng(seed0), 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed0 + ep)
+        script.reset()
+        done = False
+        while not done:
+            action = script(obs) + (rng.normal(0, noise, 6) if noise else 0.0)
+            obs, _, terminated, truncated, info = env.step(np.clip(action, -1, 1))
+            done = terminated or truncated
+        wins += bool(info["is_success"])
+    return wins / episodes
+
+
+def test_scripted_grasp_lifts_training_and_held_out_objects():
+    """The task is solvable from the observation on both object sets (measured over 100 episodes: 88% / 81%)."""
+    assert _scripted_success("train", 60, seed0=5000) >= 0.75
+    assert _scripted_success("held_out", 60, seed0=6000) >= 0.65
+
+
+def test_noisy_scripted_grasp_is_a_weak_exploration_policy():
+    noise = load_card("panda-grasp").algos["qtopt"]["warmup_noise"]
+    assert 0.03 <= _scripted_success("train", 60, seed0=7000, noise=noise) <= 0.4
+
+
+def test_env_state_round_trip_restores_the_object_and_the_yaw_target():
+    env = make_env("panda-grasp")
+    env.reset(seed=4)
+    env.step(np.array([0.3, -0.2, -0.5, 0.6, -1, -1.0]))
+    saved = get_env_state(env)
+    act = np.array([0.1, 0.1, -0.3, -0.4, 0.5, -1.0])
+    ref = [env.step(act)[0] for _ in range(3)]
+    other = make_env("panda-grasp")
+    other.reset(seed=99)
+    set_env_state(other, saved)
+    assert np.array_equal(np.stack(ref), np.stack([other.step(act)[0] for _ in range(3)]))
+
+
+def test_bad_object_set_and_missing_horizon_are_one_line_errors():
+    with pytest.raises(RobotrlError, match="unknown panda-grasp object set 'novel'; allowed: train, held_out"):
+        PandaGraspEnv(objects="novel")
+    with pytest.raises(RobotrlError, match="PandaGraspEnv needs a horizon"):
+        PandaGraspEnv().reset(seed=0)
