@@ -132,8 +132,11 @@ class LoadedPolicy:
 
     def __call__(self, obs: np.ndarray | torch.Tensor | dict[str, Any]) -> np.ndarray | torch.Tensor:
         """A goal-conditioned policy also takes the env's Dict observation (observation, achieved_goal,
-        desired_goal: single vectors or batches), flattened in the card's order."""
-        if isinstance(obs, dict):
+        desired_goal: single vectors or batches), flattened in the card's order; a pixel policy a dict of
+        "proprio" (the entries before the image) and "image", the camera's (H, W, 3) uint8 RGB frame."""
+        if isinstance(obs, dict) and self.card.get("pixel_input") is not None:
+            obs = pixel_observation(obs, self.card["pixel_input"])
+        elif isinstance(obs, dict):
             goal = self.card.get("goal_observation")
             if goal is None:
                 raise ValueError(f"this policy takes a flat observation vector of width "
@@ -149,6 +152,21 @@ class LoadedPolicy:
             if isinstance(obs, torch.Tensor):
                 return self.module(obs)
             return self.module(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+
+
+def pixel_observation(obs: dict[str, Any], spec: dict[str, Any]) -> np.ndarray:
+    """{"proprio": [k], "image": (H, W, 3) uint8} -> the flat vector a pixel policy takes (the export card's
+    pixel_input: the image channel-first after the proprioception)."""
+    c, h, w = spec["shape"]
+    if set(obs) != {"proprio", "image"}:
+        raise ValueError(f"a pixel policy takes a dict with keys 'proprio' and 'image', got {sorted(obs)}")
+    image, proprio = np.asarray(obs["image"]), np.asarray(obs["proprio"], dtype=np.float32)
+    if image.dtype != np.uint8 or image.shape != (h, w, c):
+        raise ValueError(f"expected a uint8 RGB frame of shape ({h}, {w}, {c}) from camera '{spec['camera']}', got "
+                         f"{image.dtype} {tuple(image.shape)}")
+    if proprio.shape != (spec["slice"][0],):
+        raise ValueError(f"expected {spec['slice'][0]} proprioception entries, got shape {list(proprio.shape)}")
+    return np.concatenate([proprio, image.transpose(2, 0, 1).ravel().astype(np.float32)])
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:

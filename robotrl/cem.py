@@ -19,6 +19,10 @@ INIT_STD = 1.0  # the first Gaussian, N(0, 1) clipped to [-1, 1]: covers the box
 class CEMMaximizer(nn.Module):
     """argmax over actions of `q(obs, action)` (a module returning [N] values for [N, ...] inputs).
 
+    A critic with encode(obs) -> features and head(features, action) (robotrl.nets.QCritic) has each state's
+    features computed once and shared by all of its samples (a pixel critic's convolutions run B times, not B x
+    samples); any other q module is evaluated whole per sample.
+
     forward(obs) uses the stored noise table (deterministic: the deployed policy); maximize(obs, noise) takes
     fresh draws (training targets, exploration). The answer is the best of every evaluated sample and of
     the final fitted mean, so an extra iteration never returns a worse action.
@@ -29,6 +33,8 @@ class CEMMaximizer(nn.Module):
         super().__init__()
         if not 1 <= elites <= samples:
             raise ValueError(f"CEM needs 1 <= elites <= samples, got elites={elites}, samples={samples}")
+        if not (hasattr(q, "encode") and hasattr(q, "head")):
+            q = _Whole(q)
         self.q, self.action_dim, self.elites, self.init_std = q, action_dim, elites, init_std
         table = torch.randn(iterations, samples, action_dim, generator=torch.Generator().manual_seed(seed))
         self.register_buffer("noise_table", table)
@@ -42,16 +48,22 @@ class CEMMaximizer(nn.Module):
     def maximize(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """obs [B, o]; noise [iterations, samples, d] (shared by all states) or [iterations, B, samples, d].
         Returns [B, d] in [-1, 1]."""
-        batch, d = obs.shape[0], self.action_dim
+        return self.maximize_features(self.q.encode(obs), noise)
+
+    @torch.jit.export
+    def maximize_features(self, features: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """maximize() for states already encoded by the critic's encode(): [B, features] -> [B, d]."""
+        batch, d = features.shape[0], self.action_dim
         samples = noise.shape[-2]
-        obs_rep = obs.unsqueeze(1).expand(batch, samples, obs.shape[-1]).reshape(batch * samples, obs.shape[-1])
-        mean = torch.zeros(batch, d, dtype=obs.dtype, device=obs.device)
-        std = torch.full((batch, d), self.init_std, dtype=obs.dtype, device=obs.device)
+        width = features.shape[-1]
+        per_sample = features.unsqueeze(1).expand(batch, samples, width).reshape(batch * samples, width)
+        mean = torch.zeros(batch, d, dtype=features.dtype, device=features.device)
+        std = torch.full((batch, d), self.init_std, dtype=features.dtype, device=features.device)
         best_a = mean
-        best_q = torch.full((batch,), -float("inf"), dtype=obs.dtype, device=obs.device)
+        best_q = torch.full((batch,), -float("inf"), dtype=features.dtype, device=features.device)
         for i in range(noise.shape[0]):
             actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise[i]).clamp(-1.0, 1.0)  # [B, N, d]
-            q = self.q(obs_rep, actions.reshape(batch * samples, d)).reshape(batch, samples)
+            q = self.q.head(per_sample, actions.reshape(batch * samples, d)).reshape(batch, samples)
             top_q, top = q.topk(self.elites, dim=1)
             elite = actions.gather(1, top.unsqueeze(-1).expand(batch, self.elites, d))
             better = top_q[:, 0] > best_q
@@ -59,5 +71,19 @@ class CEMMaximizer(nn.Module):
             best_q = torch.where(better, top_q[:, 0], best_q)
             mean = elite.mean(1)
             std = elite.std(1, unbiased=False) if self.elites > 1 else std
-        mean_q = self.q(obs, mean)
+        mean_q = self.q.head(features, mean)
         return torch.where((mean_q > best_q).unsqueeze(-1), mean, best_a)
+
+
+class _Whole(nn.Module):
+    """encode / head for a q module without them: the features are the state, the head the whole module."""
+
+    def __init__(self, q: nn.Module):
+        super().__init__()
+        self.q = q
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+    def head(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q(features, action)

@@ -36,7 +36,7 @@ from robotrl._version import __version__
 from robotrl.checkpoint import give_default_file_mode, load_checkpoint
 from robotrl.config import RobotrlError, first_line
 from robotrl.envs import make_env, task_source
-from robotrl.envs.goal import GOAL_KEYS, goal_wrapper, observation_layout
+from robotrl.envs.goal import GOAL_KEYS, block_slices, goal_wrapper, observation_layout
 from robotrl.evaluate import ONNX_HINT, ONNXPolicy, policy_from_checkpoint, resolve_checkpoint
 from robotrl.nets import DeployedPolicy
 
@@ -223,9 +223,10 @@ def export_policy(policy: DeployedPolicy, out: str | Path, card: dict[str, Any],
 
 
 def interface_card(env: gym.Env) -> dict[str, Any]:
-    """What a robot's own code needs to build the input and read the output without robotrl: for goal-conditioned
-    tasks the flat vector's layout (name, unit, [start, stop) per block) and the Dict keys' widths; the action
-    layout, the control scheme and the reward where the env states them."""
+    """What a robot's own code needs to build the input and read the output without robotrl: the flat vector's
+    layout (name, unit, [start, stop) per block) where the env names its blocks, and for goal-conditioned tasks the
+    Dict keys' widths; a pixel observation's image contract; the action layout, the control scheme and the reward
+    where the env states them."""
     card: dict[str, Any] = {}
     goals = goal_wrapper(env)
     if goals is not None:
@@ -233,6 +234,10 @@ def interface_card(env: gym.Env) -> dict[str, Any]:
         card["goal_observation"] = {"keys": list(GOAL_KEYS), "widths": goals.widths,
                                     "note": "the flat input is the keys' vectors concatenated in this order"}
     u = env.unwrapped
+    if goals is None and hasattr(u, "observation_layout"):
+        card["observation_layout"] = block_slices(u.observation_layout())
+    if getattr(u, "image_shape", None):
+        card["pixel_input"] = u.pixel_spec()
     if hasattr(u, "action_layout"):
         card["action_layout"] = u.action_layout()
     if hasattr(u, "control_spec"):

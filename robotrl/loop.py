@@ -29,8 +29,10 @@ def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) 
     run.env = make_train_env()
     if horizon is not None and cfg.n_step > horizon:
         raise RobotrlError(f"config key 'n_step' must be at most the task's horizon ({horizon}), got {cfg.n_step}")
+    image = getattr(run.algo_cfg, "image_shape", ())  # a pixel observation's image: stored as uint8
     run.buffer = ReplayBuffer(run.obs_dim, run.action_dim, cfg.buffer_size, seed=run.seed + 1, n_step=cfg.n_step,
-                              gamma=run.algo_cfg.gamma, hindsight=_hindsight(run.env, cfg, run.task))
+                              gamma=run.algo_cfg.gamma, hindsight=_hindsight(run.env, cfg, run.task),
+                              uint8_tail=int(np.prod(image)) if image else 0)
     if cfg.warmup_policy == "scripted":
         if not hasattr(run.env.unwrapped, "scripted_policy"):
             raise RobotrlError(f"warmup_policy 'scripted': task '{run.task}' has no scripted policy; use 'uniform'")

@@ -71,15 +71,68 @@ class SquashedGaussianActor(nn.Module):
 
 
 class QCritic(nn.Module):
-    """Q(s, a) from the concatenated state and action."""
+    """Q(s, a) from the concatenated state and action. encode / head split it for callers that evaluate many
+    actions per state (CEM): the state's features once, then the head per action; here the features are the state."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], final_init: float | None = 3e-3,
                  layer_norm: bool = False):
         super().__init__()
         self.net = mlp(obs_dim + action_dim, hidden, 1, final_init, layer_norm)
 
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+    def head(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([features, action], dim=-1)).squeeze(-1)
+
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+        return self.head(self.encode(obs), action)
+
+
+class PixelEncoder(nn.Module):
+    """An observation that ends with a (C, H, W) image -> [proprioception, image features].
+
+    Three 3x3 stride-2 convolutions with ReLU, then a linear layer, LayerNorm and tanh to `features` (DrQ's image
+    encoder, Kostrikov et al. 2020, with every layer strided and 16 channels first: 1.9M multiply-adds per 64 x 64
+    image, a CPU budget); the entries before the image pass through unchanged. The image arrives as the
+    observation normaliser leaves it (its [0, 255] bounds are known, so [-1, 1])."""
+
+    def __init__(self, obs_dim: int, image_shape: Sequence[int], channels: Sequence[int] = (16, 32, 32),
+                 features: int = 64):
+        super().__init__()
+        self.c, self.h, self.w = (int(x) for x in image_shape)
+        self.proprio = obs_dim - self.c * self.h * self.w
+        if self.proprio < 0:
+            raise ValueError(f"an image of shape {tuple(image_shape)} does not fit in {obs_dim} observation entries")
+        layers: list[nn.Module] = []
+        last = self.c
+        for width in channels:
+            layers += [nn.Conv2d(last, width, 3, stride=2), nn.ReLU()]
+            last = width
+        self.conv = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, self.c, self.h, self.w)).numel()
+        self.fc = nn.Linear(flat, features)
+        self.norm = nn.LayerNorm(features)
+        self.out_dim = self.proprio + features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        image = obs[:, self.proprio:].reshape(-1, self.c, self.h, self.w)
+        z = torch.tanh(self.norm(self.fc(self.conv(image).flatten(1))))
+        return torch.cat([obs[:, : self.proprio], z], dim=-1)
+
+
+class PixelQCritic(QCritic):
+    """Q(s, a) for an observation ending in an image: PixelEncoder features, then QCritic's MLP head."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], image_shape: Sequence[int],
+                 final_init: float | None = 3e-3):
+        encoder = PixelEncoder(obs_dim, image_shape)
+        super().__init__(encoder.out_dim, action_dim, hidden, final_init)
+        self.encoder = encoder
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(obs)
 
 
 class EnsembleLinear(nn.Module):

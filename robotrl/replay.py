@@ -8,6 +8,9 @@ final observation) and at the newest stored step (Sutton & Barto 2018, section 7
 With a Hindsight spec the buffer relabels goals at sampling time (Andrychowicz et al. 2017, "future" strategy): a
 sampled transition (s_t, a_t, s_{t+1}) of an episode ending at step T keeps its goal with probability 1/(k+1) and
 otherwise takes the goal achieved at s_{f+1} for a uniform f in [t, T]; its reward is recomputed for that goal.
+
+With `uint8_tail` the last entries of every observation are an image's 0..255 values, stored as uint8 (a quarter of
+float32's memory) and returned as float32 with the rest.
 """
 
 from __future__ import annotations
@@ -51,16 +54,26 @@ class ReplayBuffer:
     ARRAYS = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
 
     def __init__(self, obs_dim: int, action_dim: int, capacity: int, seed: int | None = None, n_step: int = 1,
-                 gamma: float = 0.99, hindsight: Hindsight | None = None) -> None:
+                 gamma: float = 0.99, hindsight: Hindsight | None = None, uint8_tail: int = 0) -> None:
         if hindsight is not None and n_step != 1:
             raise ValueError("hindsight relabelling needs n_step 1")
+        if hindsight is not None and uint8_tail:
+            raise ValueError("hindsight relabelling needs float observations (no uint8_tail)")
+        if not 0 <= uint8_tail <= obs_dim:
+            raise ValueError(f"uint8_tail must be in 0..{obs_dim}, got {uint8_tail}")
+        self.uint8_tail = int(uint8_tail)
+        self.arrays = self.ARRAYS + (("obs_u8", "next_obs_u8") if uint8_tail else ())
         self.capacity, self.n_step, self.gamma = int(capacity), int(n_step), float(gamma)
         self.hindsight = hindsight
         # hindsight: the stored position of each transition's episode's last step (-1 while the episode is open)
         self.episode_last = np.full(self.capacity, -1, dtype=np.int64) if hindsight is not None else None
         self.episode_start = 0
-        self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
+        self.float_width = obs_dim - self.uint8_tail
+        self.obs = np.zeros((self.capacity, self.float_width), dtype=np.float32)
+        self.next_obs = np.zeros((self.capacity, self.float_width), dtype=np.float32)
+        if self.uint8_tail:
+            self.obs_u8 = np.zeros((self.capacity, self.uint8_tail), dtype=np.uint8)
+            self.next_obs_u8 = np.zeros((self.capacity, self.uint8_tail), dtype=np.uint8)
         self.action = np.zeros((self.capacity, action_dim), dtype=np.float32)
         self.reward = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
@@ -77,10 +90,14 @@ class ReplayBuffer:
         """Store one step; `episode_end` (default: `terminated`) marks the last step of an episode, truncated or
         not, so that n-step windows never reach into the next episode."""
         i = self.pos
-        self.obs[i] = obs
+        k = self.float_width
+        self.obs[i] = obs[:k]
         self.action[i] = action
         self.reward[i] = reward
-        self.next_obs[i] = next_obs
+        self.next_obs[i] = next_obs[:k]
+        if self.uint8_tail:
+            self.obs_u8[i] = obs[k:]
+            self.next_obs_u8[i] = next_obs[k:]
         self.terminated[i] = float(terminated)
         self.episode_end[i] = float(terminated if episode_end is None else episode_end)
         if self.episode_last is not None:
@@ -108,8 +125,8 @@ class ReplayBuffer:
             obs, reward, next_obs = self._relabelled(idx)
             return Batch(t(obs), t(self.action[idx]), t(reward), t(next_obs), t(self.terminated[idx]))
         if self.n_step == 1:
-            return Batch(t(self.obs[idx]), t(self.action[idx]), t(self.reward[idx]), t(self.next_obs[idx]),
-                         t(self.terminated[idx]))
+            return Batch(t(self.rows("obs", idx)), t(self.action[idx]), t(self.reward[idx]),
+                         t(self.rows("next_obs", idx)), t(self.terminated[idx]))
         offsets = np.arange(self.n_step)
         window = (idx[:, None] + offsets) % self.capacity
         stored_after = (self.pos - 1 - idx) % self.capacity  # steps stored after idx, up to the newest
@@ -121,8 +138,15 @@ class ReplayBuffer:
         reward = (self.reward[window] * powers * valid).sum(axis=1, dtype=np.float32)
         last = window[np.arange(len(idx)), k - 1]
         discount = (self.gamma ** k).astype(np.float32)
-        return Batch(t(self.obs[idx]), t(self.action[idx]), t(reward), t(self.next_obs[last]),
+        return Batch(t(self.rows("obs", idx)), t(self.action[idx]), t(reward), t(self.rows("next_obs", last)),
                      t(self.terminated[last]), t(discount))
+
+    def rows(self, name: str, idx: np.ndarray) -> np.ndarray:
+        """Stored observations ("obs" or "next_obs") at `idx` as float32, the uint8 image entries included."""
+        rows = getattr(self, name)[idx]
+        if not self.uint8_tail:
+            return rows
+        return np.concatenate([rows, getattr(self, name + "_u8")[idx].astype(np.float32)], axis=1)
 
     def _relabelled(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """obs, reward, next_obs of the transitions at `idx`, a k/(k+1) share with a future achieved goal."""
@@ -147,7 +171,7 @@ class ReplayBuffer:
         sd = {
             "capacity": self.capacity, "pos": self.pos, "size": n, "rng": self.rng.bit_generator.state,
             "episode_start": self.episode_start,
-            **{name: torch.from_numpy(getattr(self, name)[:n].copy()) for name in self.ARRAYS},
+            **{name: torch.from_numpy(getattr(self, name)[:n].copy()) for name in self.arrays},
         }
         if self.episode_last is not None:
             sd["episode_last"] = torch.from_numpy(self.episode_last[:n].copy())
@@ -157,7 +181,11 @@ class ReplayBuffer:
         if sd["capacity"] != self.capacity:
             raise ValueError(f"replay capacity {sd['capacity']} in checkpoint != configured {self.capacity}")
         n = sd["size"]
-        for name in self.ARRAYS:
+        if ("obs_u8" in sd) != bool(self.uint8_tail) or sd["obs"].shape[1:] != self.obs.shape[1:]:
+            raise ValueError(f"the saved replay's observations ({sd['obs'].shape[1]} float entries"
+                             f"{' + uint8 image' if 'obs_u8' in sd else ''}) do not fit this buffer's "
+                             f"({self.float_width}{' + uint8 image' if self.uint8_tail else ''})")
+        for name in self.arrays:
             # replays saved before episode_end existed: their episode ends are known only where they terminated
             value = sd.get(name, sd["terminated"]) if name == "episode_end" else sd[name]
             getattr(self, name)[:n] = value.numpy()

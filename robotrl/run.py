@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from robotrl._version import __version__
-from robotrl.algos import AlgoSpec, get_algo
+from robotrl.algos import ALGOS, AlgoSpec, get_algo
 from robotrl.checkpoint import atomic_torch_save, load_checkpoint, restore_agent, save_checkpoint
 from robotrl.config import (
     EVAL_PROTOCOL,
@@ -144,6 +144,12 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     if not isinstance(eval_env.observation_space, gym.spaces.Box) or len(eval_env.observation_space.shape) != 1:
         raise RobotrlError(f"robotrl needs a flat Box observation space, got {eval_env.observation_space}")
     obs_dim, action_dim = eval_env.observation_space.shape[0], eval_env.action_space.shape[0]
+    image_shape = getattr(eval_env.unwrapped, "image_shape", None)
+    if image_shape:  # a pixel observation: the algorithm's critic needs the image's shape
+        if not hasattr(algo_cfg, "image_shape"):
+            pixel_algos = ", ".join(n for n, a in ALGOS.items() if "image_shape" in a.config_cls.__dataclass_fields__)
+            raise RobotrlError(f"'{name}' observes pixels, which --algo {spec.name} cannot encode; use {pixel_algos}")
+        algo_cfg.image_shape = tuple(int(x) for x in image_shape)
     torch.manual_seed(seed)
     agent = spec.agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device=loop_cfg.device)
     space = eval_env.observation_space

@@ -22,7 +22,7 @@ from torch import nn
 
 from robotrl.algos.common import AgentState, adam, gradient_step, target_copy
 from robotrl.cem import ELITES, ITERATIONS, SAMPLES, CEMMaximizer
-from robotrl.nets import QCritic
+from robotrl.nets import PixelQCritic, QCritic
 from robotrl.replay import Batch
 from robotrl.targets import bellman_target, polyak_update, q_regression_loss
 
@@ -51,6 +51,9 @@ class QTOptConfig:
     """Probability of a uniformly random action when exploring."""
     noise_sigma: float = 0.1
     """Std of Gaussian noise added to the CEM action when exploring."""
+    image_shape: tuple[int, ...] = ()
+    """(C, H, W) of the image that ends a pixel observation, taken from the env (its `image_shape`): the critic
+    encodes it with a convolutional network whose features every CEM sample of a state shares. Empty: state."""
 
 
 def lagged_double_q_target(target_q1: nn.Module, target_q2: nn.Module, cem: CEMMaximizer, batch: Batch,
@@ -58,8 +61,14 @@ def lagged_double_q_target(target_q1: nn.Module, target_q2: nn.Module, cem: CEMM
     """y = r + gamma (1 - terminated) min(Q'_1(s', a*), Q'_2(s', a*)), a* = CEM argmax_a Q'_1(s', a)
     (paper section 4.1, clipped double Q-learning with a Polyak and a lagged target network)."""
     with torch.no_grad():
-        best = cem.maximize(batch.next_obs, noise)
-        next_v = torch.minimum(target_q1(batch.next_obs, best), target_q2(batch.next_obs, best))
+        if cem.q is target_q1:  # the CEM and Q'_1 share the next states' features (a pixel critic's convolutions)
+            features = target_q1.encode(batch.next_obs)
+            best = cem.maximize_features(features, noise)
+            q1 = target_q1.head(features, best)
+        else:
+            best = cem.maximize(batch.next_obs, noise)
+            q1 = target_q1(batch.next_obs, best)
+        next_v = torch.minimum(q1, target_q2(batch.next_obs, best))
         return bellman_target(batch.reward, batch.terminated, batch.bootstrap_discount(gamma), next_v)
 
 
@@ -69,7 +78,11 @@ class QTOptAgent(AgentState):
     def __init__(self, obs_dim: int, action_dim: int, cfg: QTOptConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
         self.cfg, self.device, self.action_dim = cfg, torch.device(device), action_dim
-        self.critic = QCritic(obs_dim, action_dim, cfg.hidden, final_init=None).to(self.device)
+        if cfg.image_shape:
+            self.critic = PixelQCritic(obs_dim, action_dim, cfg.hidden, cfg.image_shape, final_init=None)
+        else:
+            self.critic = QCritic(obs_dim, action_dim, cfg.hidden, final_init=None)
+        self.critic.to(self.device)
         self.target_q1 = target_copy(self.critic)
         self.target_q2 = target_copy(self.critic)
         self.opt = adam(self.critic.parameters(), lr=cfg.lr)

@@ -66,8 +66,12 @@ def observation_layout(goals: GoalObservation) -> list[dict[str, Any]]:
     blocks = named or [{"name": "observation", "unit": "", "width": widths["observation"]}]
     if sum(b["width"] for b in blocks) != widths["observation"]:
         raise RobotrlError("the env's observation_layout() does not add up to its observation width")
-    blocks = [*blocks, {"name": "achieved_goal", "unit": "m", "width": widths["achieved_goal"]},
-              {"name": "desired_goal", "unit": "m", "width": widths["desired_goal"]}]
+    return block_slices([*blocks, {"name": "achieved_goal", "unit": "m", "width": widths["achieved_goal"]},
+                         {"name": "desired_goal", "unit": "m", "width": widths["desired_goal"]}])
+
+
+def block_slices(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive named blocks (name, unit, width) -> name, unit, [start, stop) in the flat vector."""
     layout, start = [], 0
     for b in blocks:
         layout.append({"name": b["name"], "unit": b["unit"], "slice": [start, start + b["width"]]})

@@ -12,15 +12,22 @@ damped-least-squares IK step to joint targets, as the Panda tasks do, with the h
 yaw. At termination or at the horizon a lift test closes the fingers, raises the hand and checks that the object is
 at least LIFT_HEIGHT above the table and touches both finger pads.
 
-Reward: +1 for a successful lift test, -0.05 per step; info holds both terms and `is_success`. The observation is
-`grasp`'s layout (so its scripted grasp runs here too) and ends with the fraction of the horizon that remains.
+Reward: +1 for a successful lift test, -0.05 per step; info holds both terms and `is_success`. The observation
+(`obs="state"`) is `grasp`'s layout (so its scripted grasp runs here too) and ends with the fraction of the horizon
+that remains. `obs="pixels"` replaces everything about the object with a camera: the hand's proprioception
+(PIXEL_PROPRIO entries: TCP position, yaw sin/cos, finger width, time left) followed by an RGB image from the fixed
+over-the-shoulder camera, channel-first (3, H, W), its uint8 values as numbers in [0, 255] (robotrl's replay
+stores them as uint8). The scripted grasp of a pixels env reads the simulator's state (privileged, as a
+demonstrator), since the image alone does not give it the object's pose.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import math
+import weakref
 from typing import Any
 
 import mujoco
@@ -63,6 +70,8 @@ LIFT_HEIGHT = 0.1
 # the scripted grasp closes its pads (8 mm either side of the TCP) at the object's centre, at least this high
 GRASP_TCP_Z = 0.01
 OBJECT_SETS = ("train", "held_out")
+OBSERVATIONS = ("state", "pixels")
+PIXEL_PROPRIO = 7  # tcp_position 3, hand_yaw_sin_cos 2, finger_width 1, horizon_fraction_left 1
 SHOULDER_CAMERA = "shoulder"
 # 10 Hz control (20 physics steps of 5 ms), as `grasp`: the arm's servos settle within a step, so each step moves
 # the hand by what it commands and a grasp takes ~10 steps, short enough for QT-Opt's gamma 0.9 to see the lift
@@ -85,7 +94,7 @@ def _compiled(meshes: bool = True) -> mujoco.MjModel:
     world = spec.worldbody
     world.add_geom(name="bin", type=mujoco.mjtGeom.mjGEOM_BOX, size=[OBJECT_RANGE + 0.03] * 2 + [0.0005],
                    pos=[*BIN_CENTRE, 0.0005], rgba=[0.8, 0.8, 0.8, 1], contype=0, conaffinity=0)
-    eye = np.array([-0.15, 0.4, 0.7])
+    eye = np.array([0.2, 0.35, 0.45])
     world.add_camera(name=SHOULDER_CAMERA, pos=eye, xyaxes=_look_at(eye, np.array([*BIN_CENTRE, 0.0])), fovy=50)
     body = world.add_body(name="object", pos=[*BIN_CENTRE, 0.05])
     body.add_freejoint(name="object")
@@ -106,14 +115,28 @@ def tcp_rotation(yaw: float) -> np.ndarray:
 class PandaGraspEnv(MujocoEnv):
     metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 10}
 
-    def __init__(self, max_steps: int | None = None, objects: str = "train", lift_seconds: float = 1.0,
+    def __init__(self, max_steps: int | None = None, objects: str = "train", obs: str = "state",
+                 image_size: int = 64, pixel_camera: str = SHOULDER_CAMERA, lift_seconds: float = 1.0,
                  **kwargs: Any) -> None:
-        """max_steps: the horizon (robotrl.make_env passes the task card's); objects: "train" or "held_out"."""
+        """max_steps: the horizon (robotrl.make_env passes the task card's); objects: "train" or "held_out";
+        obs: "state" or "pixels" (an image_size x image_size RGB image from pixel_camera)."""
         if objects not in OBJECT_SETS:
             raise RobotrlError(f"unknown panda-grasp object set '{objects}'; allowed: {', '.join(OBJECT_SETS)}")
-        self._max_steps, self.objects, self.lift_seconds = max_steps, objects, lift_seconds
-        low, high = np.full(OBS_DIM, -np.inf), np.full(OBS_DIM, np.inf)
-        low[-1], high[-1] = 0.0, 1.0
+        if obs not in OBSERVATIONS:
+            raise RobotrlError(f"unknown panda-grasp observation '{obs}'; allowed: {', '.join(OBSERVATIONS)}")
+        if not 16 <= image_size <= 256:
+            raise RobotrlError(f"panda-grasp image_size must be in 16..256 pixels, got {image_size}")
+        self._max_steps, self.objects, self.obs_mode, self.lift_seconds = max_steps, objects, obs, lift_seconds
+        self.image_shape = (3, image_size, image_size) if obs == "pixels" else None
+        self.pixel_camera, self._pixel_renderer = pixel_camera, None
+        if obs == "pixels":
+            pixels = 3 * image_size * image_size
+            low = np.concatenate([np.full(PIXEL_PROPRIO, -np.inf), np.zeros(pixels)])
+            high = np.concatenate([np.full(PIXEL_PROPRIO, np.inf), np.full(pixels, 255.0)])
+            low[PIXEL_PROPRIO - 1], high[PIXEL_PROPRIO - 1] = 0.0, 1.0
+        else:
+            low, high = np.full(OBS_DIM, -np.inf), np.full(OBS_DIM, np.inf)
+            low[-1], high[-1] = 0.0, 1.0
         kwargs.setdefault("camera_name", "front")
         obs_space = spaces.Box(low, high, dtype=np.float64)
         super().__init__(str(panda_model_dir() / "mjx_panda.xml"), GRASP_FRAME_SKIP, obs_space, **kwargs)
@@ -128,6 +151,9 @@ class PandaGraspEnv(MujocoEnv):
         self._object_rgba = m.geom_rgba[self._shape_geoms[0]].copy()
         self._pads = {m.geom(PREFIX + "left_finger_pad").id, m.geom(PREFIX + "right_finger_pad").id}
         self._home_key = m.key("home").id
+        if obs == "pixels" and mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, pixel_camera) < 0:
+            cameras = [m.camera(i).name for i in range(m.ncam)]
+            raise RobotrlError(f"panda-grasp has no camera '{pixel_camera}'; allowed: {', '.join(cameras)}")
         self.shape, self.steps, self.yaw_target = 0, 0, 0.0
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -177,9 +203,10 @@ class PandaGraspEnv(MujocoEnv):
         self._apply_object(int(state["shape"]), np.asarray(state["size"]), state["mass"], state["friction"])
         self.steps, self.yaw_target = int(state["steps"]), float(state["yaw_target"])
 
-    def scripted_policy(self) -> ScriptedGrasp:
-        return ScriptedGrasp(max_move=MAX_TCP_STEP, max_yaw=MAX_YAW, grasp_z=GRASP_TCP_Z,
-                             at_object_centre=True, descend_within=0.02)
+    def scripted_policy(self) -> ScriptedGrasp | PrivilegedScript:
+        script = ScriptedGrasp(max_move=MAX_TCP_STEP, max_yaw=MAX_YAW, grasp_z=GRASP_TCP_Z, at_object_centre=True,
+                               descend_within=0.02)
+        return script if self.obs_mode == "state" else PrivilegedScript(script, self)
 
     # ---------------------------------------------------------------- stepping
     def _control(self, tcp_target: np.ndarray, finger: float) -> None:
@@ -238,6 +265,46 @@ class PandaGraspEnv(MujocoEnv):
         return math.atan2(closing[1], closing[0])
 
     def _get_obs(self) -> np.ndarray:
+        return self.state_observation() if self.obs_mode == "state" else self.pixel_observation()
+
+    def pixel_observation(self) -> np.ndarray:
+        """Proprioception, then the camera image (3, H, W) flattened, values 0..255."""
+        yaw = self.hand_yaw()
+        proprio = [*self.tcp_position(), math.sin(yaw), math.cos(yaw), 2 * self.data.qpos[self._finger],
+                   (self.max_steps - self.steps) / self.max_steps]
+        return np.concatenate([proprio, self.camera_image().transpose(2, 0, 1).ravel()]).astype(np.float64)
+
+    def camera_image(self) -> np.ndarray:
+        """The pixel camera's RGB frame, (H, W, 3) uint8, rendered offscreen."""
+        if self._pixel_renderer is None:
+            from robotrl.video import ensure_gl_backend
+
+            ensure_gl_backend()  # a one-line error naming what to install when nothing renders offscreen
+            from gymnasium.envs.mujoco.mujoco_rendering import OffScreenViewer  # picks MUJOCO_GL when created
+
+            size = self.image_shape[1]
+            # no shadow map: it is most of a software-rendered frame's cost (150 -> 20 ms at 64 x 64 here)
+            self.model.vis.quality.shadowsize = 0
+            self._pixel_renderer = OffScreenViewer(self.model, self.data, width=size, height=size)
+            # primitives and the arm's collision meshes (group 3), not its detailed visual meshes (group 2, 10x the
+            # cost), and no sites
+            self._pixel_renderer.vopt.geomgroup[:] = [1, 0, 0, 1, 0, 0]
+            self._pixel_renderer.vopt.sitegroup[:] = 0
+            # free the GL context with the env, or at exit before EGL itself shuts down (its atexit hook was
+            # registered when the viewer's import loaded it, so this later one runs first)
+            self._pixel_renderer_finalizer = weakref.finalize(self, self._pixel_renderer.close)
+            self._pixel_renderer_finalizer.atexit = False
+            atexit.register(self._pixel_renderer_finalizer)
+        camera = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, self.pixel_camera)
+        return self._pixel_renderer.render("rgb_array", camera_id=camera)
+
+    def close(self) -> None:
+        if self._pixel_renderer is not None:
+            self._pixel_renderer_finalizer()
+            self._pixel_renderer = None
+        super().close()
+
+    def state_observation(self) -> np.ndarray:
         d, o = self.data, self._object
         yaw = self.hand_yaw()
         quat = d.qpos[o + 3:o + 7].copy()
@@ -252,10 +319,27 @@ class PandaGraspEnv(MujocoEnv):
 
     def observation_layout(self) -> list[dict[str, Any]]:
         """Each named block of the observation vector: name, unit, width (in order)."""
-        layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
-                  ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4), ("object_size", "m", 3),
-                  ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("horizon_fraction_left", "", 1)]
+        if self.obs_mode == "pixels":
+            c, h, w = self.image_shape
+            layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
+                      ("horizon_fraction_left", "", 1),
+                      (f"camera '{self.pixel_camera}' RGB image, channel-first ({c}, {h}, {w}), uint8 values 0-255 "
+                       f"as numbers, row-major from the top-left pixel", "", c * h * w)]
+        else:
+            layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
+                      ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4), ("object_size", "m", 3),
+                      ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("horizon_fraction_left", "", 1)]
         return [{"name": n, "unit": u, "width": w} for n, u, w in layout]
+
+    def pixel_spec(self) -> dict[str, Any]:
+        """A pixel observation's image contract, for the export card: what a robot's camera code must produce."""
+        c, h, w = self.image_shape
+        cam = self.model.camera(self.pixel_camera)
+        return {"camera": self.pixel_camera, "camera_pos_m": cam.pos.tolist(), "camera_quat_wxyz": cam.quat.tolist(),
+                "fovy_deg": float(cam.fovy[0]), "shape": [c, h, w], "channel_order": "RGB, channel-first (C, H, W)",
+                "dtype": "uint8 values 0-255, passed as float32 numbers (not scaled)",
+                "slice": [PIXEL_PROPRIO, PIXEL_PROPRIO + c * h * w],
+                "renderer": "MuJoCo offscreen, no shadows, geom groups 0 and 3 (primitives, collision meshes)"}
 
     def action_layout(self) -> list[dict[str, Any]]:
         """What each action dimension commands at +-1 (the agent side is [-1, 1])."""
@@ -273,3 +357,23 @@ class PandaGraspEnv(MujocoEnv):
                 "substeps": self.frame_skip, "finger_travel_m": FINGER_MAX, "max_tcp_step_m": MAX_TCP_STEP,
                 "max_yaw_step_rad": MAX_YAW, "yaw_limit_rad": YAW_LIMIT, "workspace_low_m": WORKSPACE_LOW.tolist(),
                 "workspace_high_m": WORKSPACE_HIGH.tolist(), "lift_height_m": LIFT_HEIGHT}
+
+
+class PrivilegedScript:
+    """The scripted grasp for a pixels env: it ignores the image observation and acts on the simulator's state
+    observation (a demonstrator with privileged information, for QT-Opt's first data)."""
+
+    def __init__(self, script: ScriptedGrasp, env: PandaGraspEnv) -> None:
+        self.script, self.env = script, env
+
+    def reset(self) -> None:
+        self.script.reset()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.script(self.env.state_observation())
+
+    def state_dict(self) -> dict[str, int]:
+        return self.script.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.script.load_state_dict(state)
