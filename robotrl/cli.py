@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robotrl.config import RobotrlError, TrainingInterrupted
+from robotrl.config import RobotrlError, TrainingInterrupted, parse_overrides
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--video", metavar="FILE", help="also film the episodes to FILE.mp4 or FILE.gif")
     e.add_argument("--fps", type=int, help="video frame rate (default: the task's real time)")
     e.add_argument("--size", default="480x480", help="video WIDTHxHEIGHT (default 480x480)")
+    e.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="change an argument of the task's env (e.g. panda-grasp's objects=held_out)")
     e.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export", help="export a run directory or checkpoint to TorchScript (+ .pt2, .onnx)")
@@ -124,22 +126,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.episodes <= 0:
         raise RobotrlError(f"--episodes must be positive, got {args.episodes}")
     notes: list[str] = []
+    env_kwargs = parse_overrides(args.env, flag="--env")
     if args.video:
         from robotrl.config import parse_size
         from robotrl.video import record_evaluation
 
         r, frames = record_evaluation(args.path, args.video, args.episodes, args.seed, args.fps,
-                                      parse_size(args.size), notes=notes)
+                                      parse_size(args.size), notes=notes, env_kwargs=env_kwargs)
     else:
-        r, frames = evaluate_path(args.path, episodes=args.episodes, seed=args.seed, notes=notes), 0
+        r, frames = evaluate_path(args.path, episodes=args.episodes, seed=args.seed, notes=notes,
+                                  env_kwargs=env_kwargs), 0
     for note in notes:
         print(f"robotrl: note: {note}", file=sys.stderr)
     result = {"mean_return": r.mean_return, "std_return": r.std_return, "success_rate": r.success_rate,
               "episodes": r.episodes, "returns": r.returns, "seed": r.seed,
-              "block": r.block or "user seed"}
+              "block": r.block or "user seed", **({"env": env_kwargs} if env_kwargs else {})}
+    changed = "".join(f", {k}={v}" for k, v in env_kwargs.items())
     lines = [f"{args.path}: return {r.mean_return:.2f} ± {r.std_return:.2f} over "
              f"{r.episodes} episodes, success {_fmt_success(r.success_rate)} "
-             f"({'report block' if r.block else 'seeds'} {r.seed}+i)"]
+             f"({'report block' if r.block else 'seeds'} {r.seed}+i{changed})"]
     if args.video:
         result.update(video=str(args.video), frames=frames)
         lines.append(f"video: {args.video} ({frames} frames)")

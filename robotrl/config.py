@@ -258,17 +258,17 @@ def build(cls: type, values: dict[str, Any], source: str) -> Any:
     return cls(**kwargs)
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_overrides(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
     """Parse `--set key=value` strings; values are YAML scalars or lists (e.g. `hidden=[64,64]`)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise RobotrlError(f"--set expects key=value, got {pair!r}")
+            raise RobotrlError(f"{flag} expects key=value, got {pair!r}")
         try:
             out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise RobotrlError(f"--set {key}: cannot parse value {raw!r}") from None
+            raise RobotrlError(f"{flag} {key}: cannot parse value {raw!r}") from None
     return out
 
 

@@ -232,12 +232,12 @@ def resolve_eval_seed(seed: int | None, meta: dict[str, Any], source: str | Path
 
 
 def evaluate_path(path: str | Path, episodes: int = 10, seed: int | None = None,
-                  notes: list[str] | None = None) -> EvalResult:
+                  notes: list[str] | None = None, env_kwargs: dict[str, Any] | None = None) -> EvalResult:
     """Evaluate a run, checkpoint or exported policy; `seed` None means the policy's report block (see
-    default_eval_seed), whose note, if any, is appended to `notes`."""
+    default_eval_seed), whose note, if any, is appended to `notes`; `env_kwargs` change the env's arguments."""
     policy, meta = load_policy_file(path)
     seed, block = resolve_eval_seed(seed, meta, path, notes)
-    env = make_env(task_source(meta["task"], meta.get("env_spec")), normalize_actions=False)
+    env = make_env(task_source(meta["task"], meta.get("env_spec"), env_kwargs), normalize_actions=False)
     try:
         result = run_episodes(policy, env, episodes, seed)
     finally:

@@ -113,9 +113,10 @@ class VideoRecorder(EpisodeObserver):
 
 
 def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int, seed: int | None,
-                      fps: int | None = None, size: tuple[int, int] = (480, 480), notes: list[str] | None = None):
+                      fps: int | None = None, size: tuple[int, int] = (480, 480), notes: list[str] | None = None,
+                      env_kwargs: dict | None = None):
     """Evaluate a run directory, checkpoint or exported .pt for `episodes` and film it (`seed` None: the policy's
-    report block, as evaluate_path).
+    report block, as evaluate_path; `env_kwargs` as there).
 
     Returns (EvalResult, frames written). Nothing is left at `video` unless the whole video was written."""
     from robotrl.envs import make_env, task_source
@@ -126,7 +127,7 @@ def record_evaluation(policy_path: str | Path, video: str | Path, episodes: int,
     seed, block = resolve_eval_seed(seed, meta, policy_path, notes)
     ensure_gl_backend()
     render = {"render_mode": "rgb_array", "width": size[0], "height": size[1]}
-    source = task_source(meta["task"], meta.get("env_spec"), **render)
+    source = task_source(meta["task"], meta.get("env_spec"), env_kwargs, **render)
     env = make_env(source, normalize_actions=False, render_mode="rgb_array", render_size=size)
     recorder = None
     try:

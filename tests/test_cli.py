@@ -98,6 +98,21 @@ def test_eval_by_default_reports_on_the_runs_report_block_as_train_and_the_card_
     assert ev_pt["seed"] == report_seed and ev_pt["mean_return"] == pytest.approx(ev["mean_return"], abs=1e-3)
 
 
+def test_eval_env_changes_the_envs_arguments_and_a_wrong_one_is_a_one_line_error(trained):
+    """`--env` evaluates on a variant of the task's env (panda-grasp's held-out objects): on reach without the
+    control cost, the same episodes score higher by exactly that cost, and the result records the change."""
+    root, _ = trained
+    plain = last_json(robotrl("eval", "run", "--episodes", "2", "--json", cwd=root))
+    free = last_json(robotrl("eval", "run", "--episodes", "2", "--json", "--env", "reward_control_weight=0",
+                             cwd=root))
+    assert free["env"] == {"reward_control_weight": 0} and "env" not in plain
+    assert all(f > p for f, p in zip(free["returns"], plain["returns"], strict=True))
+    _assert_one_line_error(robotrl("eval", "run", "--env", "no_such_argument=1", cwd=root),
+                           "env_kwargs do not fit Reacher-v5", "no_such_argument")
+    _assert_one_line_error(robotrl("eval", "run", "--env", "reward_control_weight", cwd=root),
+                           "--env expects key=value")
+
+
 def test_a_checkpoint_from_before_the_protocol_still_evaluates_with_a_one_line_note(trained):
     import torch
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,15 +119,20 @@ def env_from_spec(spec_json: str, **make_kwargs: Any) -> gym.Env:
                            "(is the package that registers it installed and imported?)") from None
 
 
-def task_source(task: str, env_spec: str | None = None, **make_kwargs: Any) -> str | gym.Env:
+def task_source(task: str, env_spec: str | None = None, env_kwargs: dict[str, Any] | None = None,
+                **make_kwargs: Any) -> str | TaskCard | gym.Env:
     """What a saved run's task refers to: a task card (its name; make_env builds it), or, for runs trained on a
-    user-supplied env, that env rebuilt from its recorded spec with `make_kwargs` (older runs recorded only the id)."""
+    user-supplied env, that env rebuilt from its recorded spec with `make_kwargs` (older runs recorded only the id).
+    `env_kwargs` change the env's own arguments (evaluation on a variant: panda-grasp's held-out objects)."""
     if env_spec is not None:
-        return env_from_spec(env_spec, **make_kwargs)
+        return env_from_spec(env_spec, **(env_kwargs or {}), **make_kwargs)
     if task in list_tasks():
-        return task
+        if not env_kwargs:
+            return task
+        card = load_card(task)
+        return dataclasses.replace(card, env_kwargs={**card.env_kwargs, **env_kwargs})
     try:
-        return gym.make(task, **make_kwargs)
+        return gym.make(task, **(env_kwargs or {}), **make_kwargs)
     except gym.error.Error:
         raise RobotrlError(f"unknown task '{task}': no task card (known: {', '.join(list_tasks())}) and no "
                            "registered gymnasium env of that id") from None
@@ -163,8 +170,8 @@ def make_env(task: str | TaskCard | gym.Env, normalize_actions: bool = True,
             env = gym.make(card.env_id, max_episode_steps=card.horizon, render_mode=render_mode, **size,
                            **horizon, **card.env_kwargs)
         except TypeError as exc:  # an env_kwargs key the env does not take
-            raise RobotrlError(f"task card '{card.name}': env_kwargs do not fit {card.env_id}: {first_line(exc)}") \
-                from None
+            why = first_line(exc, limit=1000).split(" was raised from the environment creator")[0][:160]
+            raise RobotrlError(f"task card '{card.name}': env_kwargs do not fit {card.env_id}: {why}") from None
         if card.success is not None:
             env = SuccessInfo(env, card.success)
     if flatten_goals and is_goal_space(env.observation_space):
