@@ -42,7 +42,8 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("panda-reach", "panda-reach-sac", [0, 1]), ("panda-push", "panda-push-sac", [0]),
                 ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1]),
                 ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1]),
-                ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0])]
+                ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0]),
+                ("panda-grasp", "panda-grasp-at-the-object", [0, 1, 2, 3, 4, 5])]
 # Policies trained on a Panda env built with other control / reward arguments than the card's.
 VARIANTS = {"panda-push-joint-dense": ("RobotrlPandaPush-v0", {"control": "joint", "reward_type": "dense"}),
             "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"})}
@@ -57,6 +58,11 @@ class Episode:
     rewards: np.ndarray
     goal: list[float] | None = None  # goal tasks: the episode's goal, which lives outside qpos
     success: bool | None = None  # goal tasks: info["is_success"] after the last step
+    object: list[float] | None = None  # panda-grasp: the episode's object (shape, size x3, mass, friction)
+
+    def initial_state(self) -> dict:
+        return {"qpos": self.qpos, "qvel": self.qvel, **({"goal": self.goal} if self.goal else {}),
+                **({"object": self.object} if self.object else {})}
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +101,7 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[variant] = Path(agent.export(out / f"{variant}.pt", formats="pt").files["pt"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     paths["panda-push-into-cube"] = cube_pushing_policy(out / "panda-push-into-cube.pt", paths["panda-push-sac"])
+    paths["panda-grasp-at-the-object"] = grasping_policy(out / "panda-grasp-at-the-object.pt")
     return paths
 
 
@@ -120,6 +127,36 @@ def cube_pushing_policy(path: Path, exported_push: Path) -> Path:
     scene = exported_push.with_suffix(".mjb")
     shutil.copy(scene, path.with_suffix(".mjb"))
     path.with_suffix(".json").write_text(json.dumps({"task": "panda-push", "frame_skip": 8, "horizon": 50,
+                                                     "scene": {"file": path.with_suffix(".mjb").name}}))
+    return path
+
+
+class GraspAtTheObject(torch.nn.Module):
+    """Over the object (observation[6:9] = object - TCP), down to its centre while turning the hand, close once
+    there, terminate once the fingers have closed in (observation[5], the finger width): episodes end in lift tests,
+    some held, so parity covers the yaw IK, the object's contacts and the lift."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        rel = obs[..., 6:9]
+        ones = torch.ones_like(rel[..., :1])
+        near = (rel[..., 0:1] ** 2 + rel[..., 1:2] ** 2) < 0.02 ** 2
+        down = torch.where(near, torch.clamp(0.9 * rel[..., 2:3] / 0.05, -1.0, 1.0), 0.0 * ones)
+        there = near & (rel[..., 2:3].abs() < 0.006)
+        turn = torch.tanh(30.0 * rel[..., 0:1])
+        return torch.cat([torch.clamp(0.9 * rel[..., 0:2] / 0.05, -1.0, 1.0), down, turn,
+                          torch.where(there, ones, -ones), torch.where(obs[..., 5:6] < 0.075, ones, -ones)], dim=-1)
+
+
+def grasping_policy(path: Path) -> Path:
+    """GraspAtTheObject packaged as export does, with the panda-grasp scene (.mjb) and a card naming it."""
+    import mujoco
+
+    deployed = DeployedPolicy(GraspAtTheObject(), torch.zeros(22), torch.ones(22), math.inf, -torch.ones(6),
+                              torch.ones(6))
+    torch.jit.save(script_policy(deployed), str(path))
+    env = make_env("panda-grasp")
+    mujoco.mj_saveModel(env.unwrapped.runtime_scene(), str(path.with_suffix(".mjb")), None)
+    path.with_suffix(".json").write_text(json.dumps({"task": "panda-grasp", "frame_skip": 20, "horizon": 20,
                                                      "scene": {"file": path.with_suffix(".mjb").name}}))
     return path
 
@@ -166,9 +203,10 @@ def python_episode(task: str, policy_path: Path, seed: int, policy_name: str = "
         rewards.append(float(reward))
         done = terminated or truncated
     goal = env.unwrapped.goal.tolist() if hasattr(env.unwrapped, "goal") else None
+    obj = env.unwrapped.object_params() if hasattr(env.unwrapped, "object_params") else None
     env.close()
     return Episode(qpos, qvel, np.array(observations), np.array(actions), np.array(rewards), goal,
-                   info.get("is_success"))
+                   info.get("is_success"), obj)
 
 
 def recorded_episodes(record_path: Path) -> list[Episode]:
@@ -183,8 +221,7 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
                                             seeds: list[int], tmp_path: Path) -> None:
     expected = [python_episode(task, policies[policy], seed, policy) for seed in seeds]
     states = tmp_path / "initial_states.json"
-    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel, **({"goal": e.goal} if e.goal else {})}
-                                  for e in expected]))
+    states.write_text(json.dumps([e.initial_state() for e in expected]))
     record = tmp_path / "record.json"
 
     result = run_runtime(runtime, "--policy", policies[policy], "--task", task, "--initial-states", states,
@@ -204,6 +241,9 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
         card = json.loads(policies[policy].with_suffix(".json").read_text())
         assert (card["control"]["mode"], card["reward"]["type"]) == ("joint", "dense")
         assert summary["returns"][0] != round(summary["returns"][0]), "a dense return is not a whole number"
+    if policy == "panda-grasp-at-the-object":  # lift tests ran, some of them held
+        assert all(e.rewards[-1] != -0.05 or len(e.rewards) < horizon for e in expected)
+        assert any(e.rewards[-1] > 0.5 for e in expected) and any(e.rewards[-1] < 0 for e in expected)
     if policy == "panda-push-into-cube":  # the cube moved: parity held through contacts
         assert all(np.abs(e.observations[-1, 15:17] - e.observations[0, 15:17]).max() > 0.01 for e in expected)
     for seed, want, have, cpp_return in zip(seeds, expected, got, summary["returns"], strict=True):
@@ -448,3 +488,31 @@ def test_a_panda_scene_or_goal_that_is_missing_is_a_one_line_error(runtime: Path
                          "--json")
     assert result.returncode == 0, result.stderr
     assert last_json_line(result.stdout)["episodes"] == 1
+
+
+def test_panda_grasp_draws_its_objects_from_the_cpp_rng_and_needs_them_in_initial_states(
+        runtime: Path, policies: dict[str, Path], tmp_path: Path) -> None:
+    """RNG resets put a training object at rest in the bin (seeded); an initial state must name its object."""
+    policy = policies["panda-grasp-at-the-object"]
+    records = []
+    for name in ("a", "b"):
+        record = tmp_path / f"{name}.json"
+        result = run_runtime(runtime, "--policy", policy, "--task", "panda-grasp", "--episodes", "6", "--seed", "3",
+                             "--record", record, "--json")
+        assert result.returncode == 0, result.stderr
+        records.append(recorded_episodes(record))
+    summary = last_json_line(result.stdout)
+    assert 0.0 <= summary["success_rate"] <= 1.0 and "success" in result.stdout
+    assert [e.observations[0].tolist() for e in records[0]] == [e.observations[0].tolist() for e in records[1]]
+    first = np.stack([e.observations[0] for e in records[0]])
+    objects = np.stack([e.qpos[-7:-4] for e in records[0]])
+    assert np.all(np.abs(objects[:, :2] - [0.5, 0.0]) <= 0.1) and np.all(objects[:, 2] > 0.0)
+    assert len({tuple(row) for row in first[:, 13:21].round(9)}) == 6  # a new object (shape, size) every episode
+    assert np.all(first[:, -1] == 1.0) and np.all(first[:, 16:21].sum(axis=1) == 1.0)
+
+    episode = python_episode("panda-grasp", policy, 0)
+    states = tmp_path / "states.json"
+    states.write_text(json.dumps([{"qpos": episode.qpos, "qvel": episode.qvel}]))
+    result = run_runtime(runtime, "--policy", policy, "--task", "panda-grasp", "--initial-states", states)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert 'needs "object"' in result.stderr

@@ -51,7 +51,6 @@ from robotrl.envs.panda import (
     FINGER_MAX,
     MAX_TCP_STEP,
     PREFIX,
-    TCP_ROTATION,
     TIMESTEP,
     WORKSPACE_HIGH,
     WORKSPACE_LOW,
@@ -107,9 +106,10 @@ def _compiled(meshes: bool = True) -> mujoco.MjModel:
 
 
 def tcp_rotation(yaw: float) -> np.ndarray:
-    """The hand pointing down, turned by `yaw` about the vertical: the fingers close along (cos yaw, sin yaw)."""
+    """The hand pointing down, turned by `yaw` about the vertical: Rz(yaw) @ TCP_ROTATION written out (the C++
+    runtime builds the same entries), so the fingers close along (cos yaw, sin yaw)."""
     c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ TCP_ROTATION
+    return np.array([[-s, c, 0.0], [c, s, 0.0], [0.0, 0.0, -1.0]])
 
 
 class PandaGraspEnv(MujocoEnv):
@@ -177,12 +177,13 @@ class PandaGraspEnv(MujocoEnv):
         self._apply_object(self.shape, size, mass, friction)
         qpos, qvel = self.model.key_qpos[self._home_key].copy(), np.zeros(self.model.nv)
         o = self._object
-        qpos[o:o + 3] = [*(BIN_CENTRE + rng.uniform(-OBJECT_RANGE, OBJECT_RANGE, 2)), rest + 0.002]
+        # resting on the table (no settling steps: the state is then qpos, qvel and the object, all the C++ runtime
+        # needs to start the same episode)
+        qpos[o:o + 3] = [*(BIN_CENTRE + rng.uniform(-OBJECT_RANGE, OBJECT_RANGE, 2)), rest]
         yaw = rng.uniform(-math.pi, math.pi)
         mujoco.mju_mulQuat(qpos[o + 3:o + 7], np.array([math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]), quat)
         self.set_state(qpos, qvel)
         self.data.ctrl[:] = self.model.key_ctrl[self._home_key]
-        mujoco.mj_step(self.model, self.data, nstep=20)  # let the object settle on the table
         mujoco.mj_forward(self.model, self.data)
         self.steps, self.yaw_target = 0, 0.0
         return self._get_obs()
@@ -350,6 +351,15 @@ class PandaGraspEnv(MujocoEnv):
                 {"name": "terminate", "unit": "", "bound": 1.0,
                  "meaning": f"> {TERMINATE_ABOVE} ends the episode with the lift test"}]
         return [{**r, "rate_hz": rate} for r in rows]
+
+    def runtime_scene(self) -> mujoco.MjModel:
+        """The scene without meshes (every object shape in it, none enabled), for the export's .mjb."""
+        return _compiled(meshes=False)
+
+    def object_params(self) -> list[float]:
+        """The episode's object as the C++ runtime's initial state takes it: shape index, size (3), mass, friction."""
+        state = self.task_state()
+        return [float(state["shape"]), *state["size"], state["mass"], state["friction"]]
 
     def control_spec(self) -> dict[str, Any]:
         """How actions become motor commands, for the export card."""

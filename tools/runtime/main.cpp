@@ -58,7 +58,8 @@ struct Options {
 
 struct InitialState {
   std::vector<double> qpos, qvel;
-  std::vector<double> goal;  // goal tasks: the episode's goal (the model's site "goal")
+  std::vector<double> goal;    // goal tasks: the episode's goal (the model's site "goal")
+  std::vector<double> object;  // object tasks (panda-grasp): shape index, size x3, mass, friction
 };
 
 struct EpisodeRecord {
@@ -211,7 +212,19 @@ std::vector<InitialState> read_initial_states(const std::string& path, const mjM
     const json::Value* qpos = entry.find("qpos");
     const json::Value* qvel = entry.find("qvel");
     if (qpos == nullptr || qvel == nullptr) throw RuntimeError(where + " needs \"qpos\" and \"qvel\"");
-    InitialState state{numbers(*qpos, where + " qpos"), numbers(*qvel, where + " qvel"), {}};
+    InitialState state{numbers(*qpos, where + " qpos"), numbers(*qvel, where + " qvel"), {}, {}};
+    if (task.object_width > 0) {
+      const json::Value* object = entry.find("object");
+      if (object == nullptr) {
+        throw RuntimeError(where + " needs \"object\" (task '" + task.name + "' draws one per episode: shape, size " +
+                           "x3, mass, friction)");
+      }
+      state.object = numbers(*object, where + " object");
+      if (static_cast<int>(state.object.size()) != task.object_width) {
+        throw RuntimeError(where + " has an object of " + std::to_string(state.object.size()) +
+                           " values; the task's has " + std::to_string(task.object_width));
+      }
+    }
     if (task.goal_width > 0) {
       const json::Value* goal = entry.find("goal");
       if (goal == nullptr) throw RuntimeError(where + " needs \"goal\" (task '" + task.name + "' is goal-conditioned)");
@@ -260,6 +273,10 @@ Task apply_card(const std::string& policy_path, const Task& task) {
       card_task->string != task.env_id) {
     throw RuntimeError("policy " + policy_path + " was trained on task '" + card_task->string + "' (" +
                        card_path + "), not '" + task.name + "'");
+  }
+  if (card.find("pixel_input") != nullptr) {
+    throw RuntimeError("policy " + policy_path + " observes camera pixels (" + card_path + " has pixel_input); the " +
+                       "runtime runs '" + task.name + "' from state observations only");
   }
   const json::Value* frame_skip = card.find("frame_skip");
   if (frame_skip != nullptr && frame_skip->kind == json::Value::Kind::Number &&
@@ -448,6 +465,7 @@ int run(int argc, char** argv) {
   for (int episode = 0; episode < episodes; ++episode) {
     mj_resetData(model.get(), data.get());
     if (!initial_states.empty()) {
+      if (task.object_width > 0) task.apply_object(model.get(), data.get(), initial_states[episode].object);
       std::copy(initial_states[episode].qpos.begin(), initial_states[episode].qpos.end(), data->qpos);
       std::copy(initial_states[episode].qvel.begin(), initial_states[episode].qvel.end(), data->qvel);
       if (task.goal_width > 0) {
@@ -465,6 +483,7 @@ int run(int argc, char** argv) {
     record.initial = {std::vector<double>(data->qpos, data->qpos + model->nq),
                       std::vector<double>(data->qvel, data->qvel + model->nv)};
     std::vector<double> observation = task.observe(model.get(), data.get());
+    if (task.time_left_last) observation.back() = 1.0;
     for (int t = 0; t < task.horizon; ++t) {
       double forward_us = 0.0;
       std::vector<float> action = policy.act(to_float(observation), &forward_us);
@@ -489,7 +508,9 @@ int run(int argc, char** argv) {
       }
 
       observation = task.observe(model.get(), data.get());
-      StepOutcome outcome = task.score(model.get(), data.get(), {qpos_before, action, observation, dt});
+      if (task.time_left_last) observation.back() = static_cast<double>(task.horizon - (t + 1)) / task.horizon;
+      StepOutcome outcome = task.score(model.get(), data.get(), {qpos_before, action, observation, dt, t + 1,
+                                                                 task.horizon});
       record.rewards.push_back(outcome.reward);
       record.episode_return += outcome.reward;
       record.success = outcome.success;  // an episode succeeds where its last step does, as info["is_success"]
@@ -511,7 +532,7 @@ int run(int argc, char** argv) {
   std::printf("mean return %.6f over %d episodes\n", mean_return, episodes);
   int successes = 0;
   for (const EpisodeRecord& record : records) successes += record.success ? 1 : 0;
-  const bool goal_task = task.goal_width > 0;
+  const bool goal_task = task.goal_width > 0 || task.object_width > 0;  // the tasks that judge success
   if (goal_task) std::printf("success %d of %d episodes\n", successes, episodes);
   std::printf("policy latency (forward call only, batch 1, 1 thread): p50 %.1f us, p99 %.1f us over %zu actions\n",
               p50, p99, latencies_us.size());

@@ -45,7 +45,7 @@ std::vector<double> pendulum_observe(const mjModel* model, const mjData* data) {
   return obs;
 }
 
-StepOutcome pendulum_score(const mjModel*, const mjData*, const StepContext& step) {
+StepOutcome pendulum_score(const mjModel*, mjData*, const StepContext& step) {
   bool terminated = !all_finite(step.observation) || std::abs(step.observation[1]) > 0.2;
   return {terminated ? 0.0 : 1.0, terminated};
 }
@@ -73,7 +73,7 @@ std::vector<double> reach_observe(const mjModel* model, const mjData* data) {
           fingertip[0] - target[0], fingertip[1] - target[1]};
 }
 
-StepOutcome reach_score(const mjModel* model, const mjData* data, const StepContext& step) {
+StepOutcome reach_score(const mjModel* model, mjData* data, const StepContext& step) {
   const double* fingertip = body_position(model, data, "fingertip");
   const double* target = body_position(model, data, "target");
   double dx = fingertip[0] - target[0], dy = fingertip[1] - target[1], dz = fingertip[2] - target[2];
@@ -96,7 +96,7 @@ std::vector<double> cheetah_observe(const mjModel* model, const mjData* data) {
   return obs;
 }
 
-StepOutcome cheetah_score(const mjModel*, const mjData* data, const StepContext& step) {
+StepOutcome cheetah_score(const mjModel*, mjData* data, const StepContext& step) {
   double forward_velocity = (data->qpos[0] - step.qpos_before[0]) / step.dt;
   float control_cost = 0.1f * sum_of_squares(step.action);
   return {forward_velocity - static_cast<double>(control_cost), false};
@@ -163,7 +163,7 @@ double clip(double value, double low, double high) { return std::min(std::max(va
 
 // panda.PandaIK.joint_targets: the same MuJoCo calls in the same order, so the same bits.
 void panda_ik(const mjModel* model, const mjData* data, const PandaIndex& index, const double target[3],
-              double out[7]) {
+              double out[7], const double (&target_rotation)[3][3] = kPandaTcpRotation) {
   std::vector<mjtNum> jacp(3 * model->nv), jacr(3 * model->nv);
   mj_jacSite(model, data, jacp.data(), jacr.data(), index.tcp);
   mjtNum jac[6 * 7];
@@ -180,7 +180,7 @@ void panda_ik(const mjModel* model, const mjData* data, const PandaIndex& index,
   mjtNum cross_sum[3] = {0.0, 0.0, 0.0};
   for (int k = 0; k < 3; ++k) {  // 0.5 * sum_k R[:, k] x R*[:, k], summed in numpy's order
     mjtNum a[3] = {rot[k], rot[3 + k], rot[6 + k]};
-    mjtNum b[3] = {kPandaTcpRotation[0][k], kPandaTcpRotation[1][k], kPandaTcpRotation[2][k]};
+    mjtNum b[3] = {target_rotation[0][k], target_rotation[1][k], target_rotation[2][k]};
     mjtNum c[3] = {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
     for (int i = 0; i < 3; ++i) cross_sum[i] = k == 0 ? c[i] : cross_sum[i] + c[i];
   }
@@ -319,20 +319,211 @@ StepOutcome dense_goal_score(const StepContext& step, double threshold) {
   return {-distance, false, distance < threshold};
 }
 
-StepOutcome panda_reach_score(const mjModel*, const mjData*, const StepContext& step) {
+StepOutcome panda_reach_score(const mjModel*, mjData*, const StepContext& step) {
   return sparse_goal_score(step, kPandaReachThreshold);
 }
 
-StepOutcome panda_cube_score(const mjModel*, const mjData*, const StepContext& step) {
+StepOutcome panda_cube_score(const mjModel*, mjData*, const StepContext& step) {
   return sparse_goal_score(step, kPandaCubeThreshold);
 }
 
-StepOutcome panda_reach_dense_score(const mjModel*, const mjData*, const StepContext& step) {
+StepOutcome panda_reach_dense_score(const mjModel*, mjData*, const StepContext& step) {
   return dense_goal_score(step, kPandaReachThreshold);
 }
 
-StepOutcome panda_cube_dense_score(const mjModel*, const mjData*, const StepContext& step) {
+StepOutcome panda_cube_dense_score(const mjModel*, mjData*, const StepContext& step) {
   return dense_goal_score(step, kPandaCubeThreshold);
+}
+
+
+// robotrl/envs/panda_grasp.py: panda-grasp from state observations, QT-Opt's grasping task on the Panda.
+constexpr int kGraspShapes = 5;  // box, cylinder, sphere, capsule, ellipsoid (robotrl/envs/grasp.py SHAPES)
+const char* const kGraspShapeGeoms[kGraspShapes] = {"obj_box", "obj_cylinder", "obj_sphere", "obj_capsule",
+                                                    "obj_ellipsoid"};
+// grasp.SIZE_RANGES (training objects)
+constexpr double kGraspSizeLow[kGraspShapes][3] = {
+    {0.015, 0.015, 0.015}, {0.015, 0.015, 0.0}, {0.018, 0.0, 0.0}, {0.015, 0.01, 0.0}, {0.015, 0.015, 0.015}};
+constexpr double kGraspSizeHigh[kGraspShapes][3] = {
+    {0.03, 0.03, 0.03}, {0.03, 0.035, 0.0}, {0.03, 0.0, 0.0}, {0.025, 0.025, 0.0}, {0.03, 0.03, 0.025}};
+constexpr int kGraspRestEntry[kGraspShapes] = {2, 1, 0, 0, 2};  // grasp.rest_height: which size entry
+constexpr double kGraspBinCentre[2] = {0.5, 0.0};
+constexpr double kGraspObjectRange = 0.1;
+constexpr double kGraspMaxYaw = 0.3;
+constexpr double kGraspYawLimit = 1.5707963267948966;  // math.pi / 2
+constexpr double kGraspLiftHeight = 0.1;
+constexpr double kGraspTerminateAbove = 0.5;
+constexpr double kGraspStepPenalty = -0.05;
+constexpr double kGraspSuccessReward = 1.0;
+constexpr double kGraspLiftSeconds = 1.0;
+constexpr double kGraspCloseSeconds = 0.3;
+
+// The yaw target of the last action: the lift test holds the hand at it (the runtime runs one episode at a time).
+double g_grasp_yaw_target = 0.0;
+
+int grasp_active_shape(const mjModel* model) {
+  for (int i = 0; i < kGraspShapes; ++i) {
+    if (model->geom_contype[named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[i])] != 0) return i;
+  }
+  throw RuntimeError("panda-grasp: no object shape is enabled in the model");
+}
+
+// grasp._inertia: principal moments of a solid primitive, in the same operation order.
+void grasp_inertia(int shape, const double size[3], double mass, double out[3]) {
+  if (shape == 0 || shape == 4) {  // box, ellipsoid
+    double a = size[0], b = size[1], c = size[2], scale = shape == 0 ? mass / 3.0 : mass / 5.0;
+    out[0] = scale * (b * b + c * c);
+    out[1] = scale * (a * a + c * c);
+    out[2] = scale * (a * a + b * b);
+  } else if (shape == 2) {  // sphere
+    out[0] = out[1] = out[2] = 0.4 * mass * (size[0] * size[0]);
+  } else {  // cylinder, capsule (as a cylinder of its full length)
+    double r = size[0], h = size[1] + (shape == 3 ? size[0] : 0.0);
+    double side = mass * (3 * r * r + 4 * h * h) / 12.0;
+    out[0] = out[1] = side;
+    out[2] = 0.5 * mass * r * r;
+  }
+}
+
+// grasp.apply_object: [shape, size x3, mass, friction] made the live geom of body "object".
+void grasp_apply_object(mjModel* model, mjData* data, const std::vector<double>& object) {
+  int shape = static_cast<int>(object[0]);
+  if (shape < 0 || shape >= kGraspShapes || object[0] != shape) {
+    throw RuntimeError("panda-grasp: object shape " + std::to_string(object[0]) + " is not 0, 1, 2, 3 or 4");
+  }
+  int body = named_id(model, mjOBJ_BODY, "object");
+  for (int i = 0; i < kGraspShapes; ++i) {
+    int geom = named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[i]);
+    model->geom_contype[geom] = model->geom_conaffinity[geom] = i == shape ? 1 : 0;
+  }
+  int geom = named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[shape]);
+  for (int i = 0; i < 3; ++i) model->geom_size[3 * geom + i] = object[1 + i];
+  model->geom_friction[3 * geom] = object[5];
+  model->body_mass[body] = object[4];
+  grasp_inertia(shape, object.data() + 1, object[4], model->body_inertia + 3 * body);
+  for (int i = 0; i < 3; ++i) model->body_ipos[3 * body + i] = 0.0;
+  model->body_iquat[4 * body] = 1.0;
+  for (int i = 1; i < 4; ++i) model->body_iquat[4 * body + i] = 0.0;
+  mj_setConst(model, data);
+}
+
+// PandaGraspEnv.reset_model with the runtime's RNG: a training object, resting in the bin with a random yaw.
+void panda_grasp_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
+  int shape = std::uniform_int_distribution<int>(0, kGraspShapes - 1)(rng);
+  std::vector<double> object = {static_cast<double>(shape), 0.0, 0.0, 0.0, 0.0, 0.0};
+  for (int i = 0; i < 3; ++i) {
+    if (kGraspSizeHigh[shape][i] > 0) object[1 + i] = uniform(rng, kGraspSizeLow[shape][i], kGraspSizeHigh[shape][i]);
+  }
+  object[4] = uniform(rng, 0.05, 0.25);
+  object[5] = uniform(rng, 0.5, 1.2);
+  grasp_apply_object(model, data, object);
+  int home = named_id(model, mjOBJ_KEY, "home");
+  mju_copy(data->qpos, model->key_qpos + home * model->nq, model->nq);
+  mju_copy(data->ctrl, model->key_ctrl + home * model->nu, model->nu);
+  int adr = model->jnt_qposadr[named_id(model, mjOBJ_JOINT, "object")];
+  for (int i = 0; i < 2; ++i) {
+    data->qpos[adr + i] = kGraspBinCentre[i] + uniform(rng, -kGraspObjectRange, kGraspObjectRange);
+  }
+  data->qpos[adr + 2] = object[1 + kGraspRestEntry[shape]];
+  double yaw = uniform(rng, -M_PI, M_PI);
+  mjtNum turn[4] = {std::cos(yaw / 2), 0.0, 0.0, std::sin(yaw / 2)};
+  mjtNum lying[4] = {std::cos(M_PI / 4), 0.0, std::sin(M_PI / 4), 0.0}, upright[4] = {1.0, 0.0, 0.0, 0.0};
+  mju_mulQuat(data->qpos + adr + 3, turn, shape == 3 ? lying : upright);
+}
+
+double grasp_hand_yaw(const mjData* data, const PandaIndex& index) {
+  const mjtNum* rot = data->site_xmat + 9 * index.tcp;  // the closing direction: the TCP frame's y axis
+  return std::atan2(rot[4], rot[1]);
+}
+
+// panda_grasp._control: IK for the TCP at `target` with the hand down at the yaw target, fingers at `finger` m.
+void grasp_control(const mjModel* model, mjData* data, const PandaIndex& index, const double target[3],
+                   double finger, int frame_skip) {
+  double c = std::cos(g_grasp_yaw_target), s = std::sin(g_grasp_yaw_target);
+  const double rotation[3][3] = {{-s, c, 0.0}, {c, s, 0.0}, {0.0, 0.0, -1.0}};  // panda_grasp.tcp_rotation
+  double arm[7];
+  panda_ik(model, data, index, target, arm, rotation);
+  for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
+  data->ctrl[7] = finger;
+  for (int i = 0; i < frame_skip; ++i) mj_step(model, data);
+  mj_forward(model, data);
+}
+
+void panda_grasp_apply_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
+  const PandaIndex& index = cached_panda_index(model);
+  double a[6];
+  for (int i = 0; i < 6; ++i) a[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  double target[3];
+  for (int i = 0; i < 3; ++i) {
+    target[i] = clip(tcp[i] + kPandaMaxTcpStep * a[i], kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
+  }
+  g_grasp_yaw_target = clip(grasp_hand_yaw(data, index) + kGraspMaxYaw * a[3], -kGraspYawLimit, kGraspYawLimit);
+  double c = std::cos(g_grasp_yaw_target), s = std::sin(g_grasp_yaw_target);
+  const double rotation[3][3] = {{-s, c, 0.0}, {c, s, 0.0}, {0.0, 0.0, -1.0}};
+  double arm[7];
+  panda_ik(model, data, index, target, arm, rotation);
+  for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
+  data->ctrl[7] = kPandaFingerMax * 0.5 * (1.0 - a[4]);  // -1 open, +1 closed
+}
+
+// grasp's layout: TCP, yaw sin/cos, finger width, object - TCP, object quaternion (w >= 0), size, shape one-hot,
+// and the time left (written by the runtime).
+std::vector<double> panda_grasp_observe(const mjModel* model, const mjData* data) {
+  const PandaIndex& index = cached_panda_index(model);
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  double yaw = grasp_hand_yaw(data, index);
+  std::vector<double> obs(tcp, tcp + 3);
+  obs.push_back(std::sin(yaw));
+  obs.push_back(std::cos(yaw));
+  obs.push_back(2 * data->qpos[index.finger_qpos]);
+  const mjtNum* object = data->qpos + model->jnt_qposadr[named_id(model, mjOBJ_JOINT, "object")];
+  for (int i = 0; i < 3; ++i) obs.push_back(object[i] - tcp[i]);
+  double sign = object[3] < 0 ? -1.0 : 1.0;
+  for (int i = 3; i < 7; ++i) obs.push_back(sign < 0 ? -object[i] : object[i]);
+  int shape = grasp_active_shape(model);
+  const mjtNum* size = model->geom_size + 3 * named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[shape]);
+  obs.insert(obs.end(), size, size + 3);
+  for (int i = 0; i < kGraspShapes; ++i) obs.push_back(i == shape ? 1.0 : 0.0);
+  obs.push_back(0.0);
+  return obs;
+}
+
+// PandaGraspEnv._lift_test: close in place, raise the hand, hold; the object's lowest point LIFT_HEIGHT above the
+// table and touching both finger pads.
+bool grasp_lift_test(const mjModel* model, mjData* data, int frame_skip) {
+  const PandaIndex& index = cached_panda_index(model);
+  const double dt = model->opt.timestep * frame_skip;
+  double hold[3];
+  mju_copy3(hold, data->site_xpos + 3 * index.tcp);
+  for (long i = 0; i < std::lround(kGraspCloseSeconds / dt); ++i) {
+    grasp_control(model, data, index, hold, 0.0, frame_skip);
+  }
+  double top = std::min(hold[2] + kGraspLiftHeight + 0.1, kPandaWorkspaceHigh[2]);
+  for (long i = 0; i < std::lround(kGraspLiftSeconds / dt); ++i) {
+    double target[3] = {hold[0], hold[1], std::min(data->site_xpos[3 * index.tcp + 2] + kPandaMaxTcpStep, top)};
+    grasp_control(model, data, index, target, 0.0, frame_skip);
+  }
+  int shape = grasp_active_shape(model);
+  int geom = named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[shape]);
+  double bottom = data->qpos[model->jnt_qposadr[named_id(model, mjOBJ_JOINT, "object")] + 2] -
+                  model->geom_size[3 * geom + kGraspRestEntry[shape]];
+  int pads[2] = {named_id(model, mjOBJ_GEOM, "panda/left_finger_pad"),
+                 named_id(model, mjOBJ_GEOM, "panda/right_finger_pad")};
+  bool touching[2] = {false, false};
+  for (int c = 0; c < data->ncon; ++c) {
+    int g1 = data->contact[c].geom[0], g2 = data->contact[c].geom[1];
+    if (g1 != geom && g2 != geom) continue;
+    for (int p = 0; p < 2; ++p) touching[p] = touching[p] || g1 == pads[p] || g2 == pads[p];
+  }
+  return bottom >= kGraspLiftHeight && touching[0] && touching[1];
+}
+
+StepOutcome panda_grasp_score(const mjModel* model, mjData* data, const StepContext& step) {
+  bool terminated = clip(static_cast<double>(step.action[5]), -1.0, 1.0) > kGraspTerminateAbove ||
+                    step.step >= step.horizon;
+  int frame_skip = static_cast<int>(std::lround(step.dt / model->opt.timestep));
+  bool success = terminated && grasp_lift_test(model, data, frame_skip);
+  return {kGraspStepPenalty + (success ? kGraspSuccessReward : 0.0), terminated, success};
 }
 
 }  // namespace
@@ -350,17 +541,23 @@ const std::vector<Task>& all_tasks() {
        4, panda_apply_action, true, 3},
       {"panda-pick", "RobotrlPandaPick-v0", "", 8, 50, 37, panda_pick_reset, panda_observe, panda_cube_score,
        4, panda_apply_action, true, 3},
+      {"panda-grasp", "RobotrlPandaGrasp-v0", "", 20, 20, 22, panda_grasp_reset, panda_grasp_observe,
+       panda_grasp_score, 6, panda_grasp_apply_action, true, 0, 6, grasp_apply_object, true},
   };
   return tasks;
 }
 
 Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type) {
   const bool panda = task.apply_action == panda_apply_action;
+  const bool grasp = task.apply_action == panda_grasp_apply_action;
   Task configured = task;
   if (panda && control_mode == "joint") {
     configured.action_width = 8;  // 7 joint deltas and the fingers
     configured.apply_action = panda_apply_joint_action;
-  } else if (!(control_mode == "default" || (panda && control_mode == "ee"))) {
+  } else if (grasp && control_mode != "ee_yaw" && control_mode != "default") {
+    throw RuntimeError("task '" + task.name + "' has no control mode '" + control_mode + "' in this runtime; " +
+                       "it runs ee_yaw");
+  } else if (!(control_mode == "default" || (panda && control_mode == "ee") || grasp)) {
     throw RuntimeError("task '" + task.name + "' has no control mode '" + control_mode + "' in this runtime; " +
                        (panda ? "it runs ee, joint" : "it sets the actuators' ctrl to the action"));
   }

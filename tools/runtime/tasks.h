@@ -15,6 +15,8 @@ struct StepContext {
   const std::vector<float>& action;        // the action applied, in actuator units
   const std::vector<double>& observation;  // the observation after the step
   double dt;                               // model timestep * frame_skip
+  int step;                                // steps taken in the episode, this one included
+  int horizon;                             // the episode's horizon
 };
 
 struct StepOutcome {
@@ -34,8 +36,9 @@ struct Task {
   // goal site in the model). The runtime calls mj_forward afterwards.
   void (*randomize_initial_state)(mjModel* model, mjData* data, std::mt19937_64& rng);
   std::vector<double> (*observe)(const mjModel* model, const mjData* data);
-  // Called after the physics step and observe(), like the envs' step().
-  StepOutcome (*score)(const mjModel* model, const mjData* data, const StepContext& step);
+  // Called after the physics step and observe(), like the envs' step(); a task with a test at its end (panda-grasp's
+  // lift) may step the physics further here.
+  StepOutcome (*score)(const mjModel* model, mjData* data, const StepContext& step);
   // Tasks whose action is not one ctrl per actuator (the Panda's Cartesian commands and IK): the action width
   // (bounds [-1, 1] each) and the function that turns an action into ctrl. 0 / nullptr: ctrl = action.
   int action_width = 0;
@@ -45,6 +48,13 @@ struct Task {
   bool forward_after_step = false;
   // Goal tasks: the width of the goal an initial state must give (placed at the model's site "goal").
   int goal_width = 0;
+  // Tasks that draw an object per episode (panda-grasp): the width of the "object" an initial state must give and
+  // the function that puts it into the model (after mj_resetData, before the state is copied in).
+  int object_width = 0;
+  void (*apply_object)(mjModel* model, mjData* data, const std::vector<double>& object) = nullptr;
+  // The observation's last entry is the fraction of the horizon left, (horizon - steps) / horizon, which the
+  // runtime writes (observe() cannot count steps).
+  bool time_left_last = false;
 };
 
 const std::vector<Task>& all_tasks();
