@@ -106,6 +106,19 @@ def test_off_policy_keys_are_refused_for_an_on_policy_algorithm():
         build_run("pendulum", "ppo", overrides={"batch_size": 64})
 
 
+@pytest.mark.parametrize("algo, overrides, message", [
+    ("ppo", {"rollout_steps": 64, "n_envs": 2, "minibatch_size": 256},
+     r"'minibatch_size' \(256\) is larger than one rollout, rollout_steps x n_envs = 64 x 2 = 128"),
+    ("trpo", {"rollout_steps": 64, "value_minibatch_size": 65}, r"'value_minibatch_size' \(65\) is larger"),
+    ("ppo", {"clip_range": 0.0}, "config key 'clip_range' must be positive, got 0"),
+    ("ppo", {"gae_lambda": 1.5}, r"config key 'gae_lambda' must be in \[0, 1\], got 1.5"),
+])
+def test_bad_on_policy_hyperparameters_are_one_line_errors(algo, overrides, message):
+    with pytest.raises(RobotrlError, match=message) as err:
+        build_run("pendulum", algo, overrides=overrides)
+    assert "\n" not in str(err.value)
+
+
 def test_ppo_export_matches_the_deployed_policy(tmp_path):
     from robotrl.api import load_policy
     from robotrl.export import export_checkpoint
