@@ -131,13 +131,15 @@ def log_prob_entropy(actor: GaussianPolicy, obs: torch.Tensor, actions: torch.Te
 
 
 def value_loss(critic: nn.Module, batch: Batch, clip: float | None = None) -> torch.Tensor:
-    """0.5 (V(s) - R)^2; with `clip`, PPO's pessimistic clipped variant around the rollout's values."""
+    """(V(s) - R)^2, the PPO paper's L^VF (Schulman et al. 2017, eq. 9; SB3's F.mse_loss), without the 0.5 some
+    implementations put in front, which halves the value term against vf_coef; with `clip`, PPO's pessimistic
+    clipped variant around the rollout's values."""
     v = critic(batch.obs).squeeze(-1)
     loss = (v - batch.returns) ** 2
     if clip is not None:
         v_clipped = batch.values + (v - batch.values).clamp(-clip, clip)
         loss = torch.maximum(loss, (v_clipped - batch.returns) ** 2)
-    return 0.5 * loss.mean()
+    return loss.mean()
 
 
 def approx_kl(log_prob_old: torch.Tensor, log_prob_new: torch.Tensor) -> torch.Tensor:
