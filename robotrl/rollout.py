@@ -89,13 +89,10 @@ class ReturnScaler:
 def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) -> None:
     """The vector of n_envs training envs, the rollout buffer and (normalize_reward) the return scaler."""
     cfg: RolloutConfig = run.loop_cfg
-    batch = cfg.rollout_steps * cfg.n_envs
-    for key in ("minibatch_size", "value_minibatch_size"):  # a minibatch is cut from one rollout
-        size = getattr(run.algo_cfg, key, None)
-        if size is not None and size > batch:
-            raise RobotrlError(f"config key '{key}' ({size}) is larger than one rollout, rollout_steps x n_envs = "
-                               f"{cfg.rollout_steps} x {cfg.n_envs} = {batch}; lower it or raise rollout_steps or "
-                               f"n_envs")
+    batch, size = cfg.rollout_steps * cfg.n_envs, getattr(run.algo_cfg, "minibatch_size", None)
+    if size is not None and size > batch:  # PPO cuts its minibatches from one rollout
+        raise RobotrlError(f"config key 'minibatch_size' ({size}) is larger than one rollout, rollout_steps x n_envs "
+                           f"= {cfg.rollout_steps} x {cfg.n_envs} = {batch}; lower it or raise rollout_steps or n_envs")
     envs = [make_train_env() for _ in range(cfg.n_envs)]
     run.env = SyncVectorEnv([lambda env=env: env for env in envs], autoreset_mode=AutoresetMode.SAME_STEP)
     run.buffer = RolloutBuffer(cfg.rollout_steps, cfg.n_envs, run.obs_dim, run.action_dim)

@@ -109,7 +109,6 @@ def test_off_policy_keys_are_refused_for_an_on_policy_algorithm():
 @pytest.mark.parametrize("algo, overrides, message", [
     ("ppo", {"rollout_steps": 64, "n_envs": 2, "minibatch_size": 256},
      r"'minibatch_size' \(256\) is larger than one rollout, rollout_steps x n_envs = 64 x 2 = 128"),
-    ("trpo", {"rollout_steps": 64, "value_minibatch_size": 65}, r"'value_minibatch_size' \(65\) is larger"),
     ("ppo", {"clip_range": 0.0}, "config key 'clip_range' must be positive, got 0"),
     ("ppo", {"gae_lambda": 1.5}, r"config key 'gae_lambda' must be in \[0, 1\], got 1.5"),
 ])
