@@ -154,13 +154,7 @@ class GraspEnv(MujocoEnv):
         return rest_height(SHAPES[self.shape], self.model.geom_size[self._shape_geoms[self.shape]])
 
     def _touching_fingers(self) -> set[int]:
-        d, obj_geom = self.data, self._shape_geoms[self.shape]
-        touching = set()
-        for c in d.contact[: d.ncon]:
-            pair = {int(c.geom1), int(c.geom2)}
-            if obj_geom in pair:
-                touching |= pair & self._finger_geoms
-        return touching
+        return touching(self.data, self._shape_geoms[self.shape], self._finger_geoms)
 
     # ------------------------------------------------------------------ observation
     def grip_point(self) -> np.ndarray:
@@ -234,6 +228,16 @@ def apply_object(model: mujoco.MjModel, data: mujoco.MjData, shape_geoms: list[i
     model.body_inertia[body] = _inertia(SHAPES[shape_index], size, mass)
     model.body_ipos[body], model.body_iquat[body] = 0.0, [1.0, 0, 0, 0]
     mujoco.mj_setConst(model, data)
+
+
+def touching(data: mujoco.MjData, geom: int, candidates: set[int]) -> set[int]:
+    """Which of the `candidates` geoms are in contact with `geom` (the lift tests' fingers or pads)."""
+    found: set[int] = set()
+    for c in data.contact[: data.ncon]:
+        pair = {int(c.geom1), int(c.geom2)}
+        if geom in pair:
+            found |= pair & candidates
+    return found
 
 
 def _inertia(shape: str, size: np.ndarray, mass: float) -> np.ndarray:

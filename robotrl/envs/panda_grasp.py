@@ -46,6 +46,7 @@ from robotrl.envs.grasp import (
     apply_object,
     draw_object,
     rest_height,
+    touching,
 )
 from robotrl.envs.panda import (
     FINGER_MAX,
@@ -242,19 +243,11 @@ class PandaGraspEnv(MujocoEnv):
         for _ in range(round(self.lift_seconds / self.dt)):
             self._control(np.array([*hold[:2], min(self.tcp_position()[2] + MAX_TCP_STEP, top)]), 0.0)
         bottom = self.data.qpos[self._object + 2] - rest_height(SHAPES[self.shape], self._object_size())
-        return bool(bottom >= LIFT_HEIGHT and self._touching_pads() == self._pads)
+        held = touching(self.data, self._shape_geoms[self.shape], self._pads) == self._pads
+        return bool(bottom >= LIFT_HEIGHT and held)
 
     def _object_size(self) -> np.ndarray:
         return self.model.geom_size[self._shape_geoms[self.shape]]
-
-    def _touching_pads(self) -> set[int]:
-        d, geom = self.data, self._shape_geoms[self.shape]
-        touching: set[int] = set()
-        for c in d.contact[: d.ncon]:
-            pair = {int(c.geom1), int(c.geom2)}
-            if geom in pair:
-                touching |= pair & self._pads
-        return touching
 
     # ---------------------------------------------------------------- observation
     def tcp_position(self) -> np.ndarray:

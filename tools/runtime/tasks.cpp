@@ -219,15 +219,20 @@ void panda_reach_reset(mjModel* model, mjData* data, std::mt19937_64& rng) {
 // The finger actuator's target for a clipped command: -1 closed, +1 open.
 double panda_finger_ctrl(double command) { return kPandaFingerMax * 0.5 * (command + 1.0); }
 
+// The Cartesian command: the TCP moved by up to kPandaMaxTcpStep per clipped command, inside the workspace.
+void panda_tcp_target(const mjData* data, const PandaIndex& index, const double command[3], double target[3]) {
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  for (int i = 0; i < 3; ++i) {
+    target[i] = clip(tcp[i] + kPandaMaxTcpStep * command[i], kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
+  }
+}
+
 void panda_apply_action(const mjModel* model, mjData* data, const std::vector<float>& action) {
   const PandaIndex& index = cached_panda_index(model);
   double command[4];
   for (int i = 0; i < 4; ++i) command[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
-  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
   double target[3];
-  for (int i = 0; i < 3; ++i) {
-    target[i] = clip(tcp[i] + kPandaMaxTcpStep * command[i], kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
-  }
+  panda_tcp_target(data, index, command, target);
   double arm[7];
   panda_ik(model, data, index, target, arm);
   for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
@@ -435,15 +440,22 @@ double grasp_hand_yaw(const mjData* data, const PandaIndex& index) {
   return std::atan2(rot[4], rot[1]);
 }
 
-// panda_grasp._control: IK for the TCP at `target` with the hand down at the yaw target, fingers at `finger` m.
-void grasp_control(const mjModel* model, mjData* data, const PandaIndex& index, const double target[3],
-                   double finger, int frame_skip) {
+// The ctrl of panda_grasp._control: IK for the TCP at `target` with the hand down at the yaw target (the rotation
+// of panda_grasp.tcp_rotation), the fingers at `finger` metres.
+void grasp_set_ctrl(const mjModel* model, mjData* data, const PandaIndex& index, const double target[3],
+                    double finger) {
   double c = std::cos(g_grasp_yaw_target), s = std::sin(g_grasp_yaw_target);
-  const double rotation[3][3] = {{-s, c, 0.0}, {c, s, 0.0}, {0.0, 0.0, -1.0}};  // panda_grasp.tcp_rotation
+  const double rotation[3][3] = {{-s, c, 0.0}, {c, s, 0.0}, {0.0, 0.0, -1.0}};
   double arm[7];
   panda_ik(model, data, index, target, arm, rotation);
   for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
   data->ctrl[7] = finger;
+}
+
+// panda_grasp._control within the lift test: the ctrl, then the control step's physics.
+void grasp_control(const mjModel* model, mjData* data, const PandaIndex& index, const double target[3],
+                   double finger, int frame_skip) {
+  grasp_set_ctrl(model, data, index, target, finger);
   for (int i = 0; i < frame_skip; ++i) mj_step(model, data);
   mj_forward(model, data);
 }
@@ -452,18 +464,10 @@ void panda_grasp_apply_action(const mjModel* model, mjData* data, const std::vec
   const PandaIndex& index = cached_panda_index(model);
   double a[6];
   for (int i = 0; i < 6; ++i) a[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
-  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
   double target[3];
-  for (int i = 0; i < 3; ++i) {
-    target[i] = clip(tcp[i] + kPandaMaxTcpStep * a[i], kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
-  }
+  panda_tcp_target(data, index, a, target);
   g_grasp_yaw_target = clip(grasp_hand_yaw(data, index) + kGraspMaxYaw * a[3], -kGraspYawLimit, kGraspYawLimit);
-  double c = std::cos(g_grasp_yaw_target), s = std::sin(g_grasp_yaw_target);
-  const double rotation[3][3] = {{-s, c, 0.0}, {c, s, 0.0}, {0.0, 0.0, -1.0}};
-  double arm[7];
-  panda_ik(model, data, index, target, arm, rotation);
-  for (int j = 0; j < 7; ++j) data->ctrl[j] = arm[j];
-  data->ctrl[7] = kPandaFingerMax * 0.5 * (1.0 - a[4]);  // -1 open, +1 closed
+  grasp_set_ctrl(model, data, index, target, kPandaFingerMax * 0.5 * (1.0 - a[4]));  // -1 open, +1 closed
 }
 
 // grasp's layout: TCP, yaw sin/cos, finger width, object - TCP, object quaternion (w >= 0), size, shape one-hot,
