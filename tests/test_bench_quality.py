@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import stable_baselines3
 import torch
@@ -82,6 +83,19 @@ def test_tiny_benchmark_prints_a_row_per_library_and_plots_both(capsys, tmp_path
         assert image.size == (800, 500)
     assert bench.main(["--load", str(tmp_path / "q.json")]) == 0
     assert "| pendulum | sac | sb3 | 3 | 300 |" in capsys.readouterr().out
+    assert {r["commit"] for r in rows} != {"unknown"} and all(r["overrides"]["warmup_steps"] == 100 for r in rows)
+
+    # --resume keeps the finished seed 3 and runs only seed 4's robotrl run
+    code = bench.main(["--task", "pendulum", "--algos", "sac", "--steps", "300", "--seeds", "3,4", "--episodes", "2",
+                       "--libraries", "robotrl", "--set", "warmup_steps=100", "--set", "eval_every=150", "--json",
+                       "--save", str(tmp_path / "q.json"), "--resume"])
+    assert code == 0
+    ran = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["library"], r["seed"]) for r in ran] == [("robotrl", 4)]
+    saved = json.loads((tmp_path / "q.json").read_text())
+    assert sorted((r["library"], r["seed"]) for r in saved) == [("robotrl", 3), ("robotrl", 4), ("sb3", 3)]
+    assert saved[:2] == rows or saved[:2] == rows[::-1]
+    assert bench.main(["--resume", "--task", "pendulum"]) == 2
 
 
 def test_a_goal_task_runs_sb3_with_its_own_hindsight_buffer_on_the_dict_observation(capsys):
@@ -132,3 +146,26 @@ def test_tiny_on_policy_benchmark_runs_both_libraries_on_several_tasks_and_saves
     for r in rows:
         assert r["steps"] == 128 and len(r["curve"]) >= 2
     assert {(r["task"], r["library"]) for r in json.loads(saved.read_text())} == expected
+
+
+def test_sb3_warms_up_with_the_cards_scripted_policy_on_the_raw_observation():
+    from stable_baselines3 import SAC, HerReplayBuffer
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from robotrl.envs.goal import goal_wrapper
+
+    bench = _bench()
+    card = load_card("panda-push")
+    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=False)])
+    model = SAC("MultiInputPolicy", venv, seed=3, learning_starts=60, replay_buffer_class=HerReplayBuffer,
+                replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"), device="cpu")
+    flat_env = make_env(card)
+    goals = goal_wrapper(flat_env)
+    script = flat_env.unwrapped.scripted_policy()
+    bench._scripted_warmup(model, script, goals, 0.0, seed=3)  # no noise: the script's own actions
+    model.learn(40)
+    buffer, replay = model.replay_buffer, flat_env.unwrapped.scripted_policy()
+    for t in range(40):
+        flat = np.concatenate([buffer.observations[key][t, 0] for key in goals.slices])
+        np.testing.assert_allclose(buffer.actions[t, 0], np.clip(replay(flat), -1, 1), atol=1e-4)
+    assert np.abs(buffer.actions[:40]).max() > 0.1  # the script moves the arm

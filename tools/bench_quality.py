@@ -15,7 +15,8 @@ uses it); a curve's last point is the report figure.
 Needs the bench extra:  pip install -c constraints.txt -e ".[bench]"
 Runs are independent processes (--jobs, one torch thread each by default); do not time anything else
 on the machine meanwhile. With --save, the file is rewritten after every finished run, so an interrupted
-benchmark keeps what it finished (--load prints it).
+benchmark keeps what it finished (--load prints it, --resume runs only what is missing); each run records
+its --set overrides and the commit it ran at.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import copy
 import json
 import math
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -130,6 +132,32 @@ def _rescaled(low: np.ndarray, high: np.ndarray, a: np.ndarray) -> np.ndarray:
     return low + (np.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
 
 
+def _scripted_warmup(model: Any, script: Any, goals: Any, noise: float, seed: int) -> None:
+    """SB3's warm-up (its first learning_starts steps) acts as robotrl's `warmup_policy: scripted` does: the task's
+    scripted policy on the raw flat observation plus Gaussian noise, clipped to [-1, 1], so both libraries start
+    from the same kind of data. The caller resets the script at each episode's end."""
+    if model.n_envs != 1:
+        raise RobotrlError("a scripted warm-up for SB3 needs one training env")
+    rng = np.random.default_rng(seed)
+    sample = model._sample_action
+
+    def scripted_sample(learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple:
+        if model.num_timesteps >= learning_starts:
+            return sample(learning_starts, action_noise, n_envs)
+        raw = model._last_original_obs if model._vec_normalize_env is not None else model._last_obs
+        if goals is not None:  # the Dict observation back to robotrl's flat order
+            flat = np.zeros(max(hi for _, hi in goals.slices.values()), dtype=np.float32)
+            for key, (lo, hi) in goals.slices.items():
+                flat[lo:hi] = raw[key][0]
+        else:
+            flat = np.asarray(raw[0], dtype=np.float32)
+        action = script(flat) + rng.normal(0.0, noise, model.action_space.shape[0])
+        action = np.clip(action, -1.0, 1.0).astype(np.float32)[None]
+        return action, action  # the training env's actions are already in [-1, 1]
+
+    model._sample_action = scripted_sample
+
+
 def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, overrides: dict[str, Any]) -> dict:
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
@@ -151,6 +179,10 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     cls = getattr(stable_baselines3, algo.upper())
     kwargs = sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0])
     model = cls("MlpPolicy" if goals is None else "MultiInputPolicy", venv, seed=seed, verbose=0, **kwargs)
+    script = None
+    if getattr(loop_cfg, "warmup_policy", "uniform") == "scripted":
+        script = eval_env.unwrapped.scripted_policy()
+        _scripted_warmup(model, script, goals, loop_cfg.warmup_noise, seed)
 
     def policy(obs: torch.Tensor) -> torch.Tensor:
         o = obs.numpy()[None]
@@ -191,6 +223,8 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
 
     class EvaluateOffPolicy(Evaluate):
         def _on_step(self) -> bool:
+            if script is not None and self.locals["dones"][0]:
+                script.reset()
             self._maybe(self.num_timesteps)
             return True
 
@@ -235,7 +269,24 @@ def _result(task: str, algo: str, seed: int, steps: int, res: Any, wall: float, 
 def run_one(job: tuple) -> dict[str, Any]:
     library, task, algo, seed, steps, episodes, overrides = job
     fn = run_robotrl if library == "robotrl" else run_sb3
-    return fn(task, algo, seed, steps, episodes, overrides)
+    return {**fn(task, algo, seed, steps, episodes, overrides), "overrides": overrides, "commit": _commit()}
+
+
+def _job_key(library: str, task: str, algo: str, seed: int, steps: int, overrides: dict[str, Any]) -> str:
+    return json.dumps([library, task, algo, int(seed), int(steps), overrides], sort_keys=True)
+
+
+def _commit() -> str:
+    """The checkout's commit (with "+dirty" for uncommitted changes), so a resumed benchmark shows what ran."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -299,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run (with its curve)")
     p.add_argument("--save", metavar="FILE.json", help="also write all results (curves included) to this file")
+    p.add_argument("--resume", action="store_true",
+                   help="with --save: keep the file's finished runs (same library, task, algo, seed, steps, --set) "
+                        "and run only the missing ones")
     p.add_argument("--load", metavar="FILE.json", help="print (and --plot) the results of an earlier --save run")
     p.add_argument("--plot", metavar="FILE.png", help="draw both libraries' learning curves on one axis")
     args = p.parse_args(argv)
@@ -329,14 +383,20 @@ def main(argv: list[str] | None = None) -> int:
             if lib == "sb3":
                 loop_cfg, algo_cfg = card_configs(load_card(task), algo, overrides)
                 sb3_kwargs(algo, loop_cfg, algo_cfg, make_env(task).action_space.shape[0])
-                if getattr(loop_cfg, "warmup_policy", "uniform") != "uniform":
-                    print(f"note: the card warms up with the task's {loop_cfg.warmup_policy} policy; SB3 has no such "
-                          f"option and warms up ({loop_cfg.warmup_steps} steps) with uniform random actions",
-                          file=sys.stderr)
     except RobotrlError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = []
+    results: list[dict[str, Any]] = []
+    if args.resume:
+        if not args.save:
+            print("error: --resume needs --save FILE.json (the file whose finished runs to keep)", file=sys.stderr)
+            return 2
+        if Path(args.save).exists():
+            results = json.loads(Path(args.save).read_text())
+            done = {_job_key(r["library"], r["task"], r["algo"], r["seed"], r["steps"], r.get("overrides", {}))
+                    for r in results}
+            jobs = [job for job in jobs if _job_key(*job[:5], job[6]) not in done]
+            print(f"resume: {len(results)} finished runs kept from {args.save}, {len(jobs)} to run", file=sys.stderr)
     pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) if args.jobs > 1 else None
     try:
         finished = as_completed([pool.submit(run_one, job) for job in jobs]) if pool else map(run_one, jobs)
