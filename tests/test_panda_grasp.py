@@ -12,8 +12,9 @@ from gymnasium.utils.env_checker import check_env
 
 from robotrl import RobotrlError, make_env
 from robotrl.envs import get_env_state, load_card, set_env_state
-from robotrl.envs.grasp import HELD_OUT_LARGE, HELD_OUT_SMALL, OBS_DIM, SHAPES, SIZE_RANGES
-from robotrl.envs.panda_grasp import YAW_LIMIT, PandaGraspEnv
+from robotrl.envs.grasp import HELD_OUT_LARGE, HELD_OUT_SMALL, SHAPES, SIZE_RANGES
+from robotrl.envs.panda import MAX_TCP_STEP, WORKSPACE_LOW
+from robotrl.envs.panda_grasp import MAX_SETPOINT_LEAD, MAX_YAW, STATE_OBS_DIM, YAW_LIMIT, PandaGraspEnv
 
 STAY = np.array([0, 0, 0, 0, -1, -1.0])  # no motion, fingers open, do not terminate
 
@@ -21,8 +22,29 @@ STAY = np.array([0, 0, 0, 0, -1, -1.0])  # no motion, fingers open, do not termi
 def test_env_conforms_to_gymnasium_spec_with_the_cards_horizon():
     env = make_env("panda-grasp")
     check_env(env.unwrapped, skip_render_check=True)
-    assert env.observation_space.shape == (OBS_DIM,) and env.action_space.shape == (6,)
+    assert env.observation_space.shape == (STATE_OBS_DIM,) and env.action_space.shape == (6,)
     assert env.spec.max_episode_steps == env.unwrapped.max_steps == load_card("panda-grasp").horizon
+
+
+def test_actions_move_the_commanded_pose_and_the_hand_follows_it():
+    env = make_env("panda-grasp")
+    obs, _ = env.reset(seed=2)
+    u, start = env.unwrapped, env.unwrapped.tcp_position()
+    assert np.allclose(obs[21:25], 0.0, atol=1e-6)  # the setpoint starts at the hand
+    for _ in range(3):  # 3 x 5 cm in x, then hold
+        obs, *_ = env.step(np.array([1.0, 0, 0, 0.5, -1, -1]))
+        assert np.all(np.abs(obs[21:24]) <= MAX_SETPOINT_LEAD + 1e-12)
+        assert np.allclose(obs[21:24], u.setpoint - u.tcp_position()) and obs[24] == u.yaw_target - u.hand_yaw()
+    assert np.allclose(u.setpoint, start + [3 * MAX_TCP_STEP, 0, 0])
+    assert u.yaw_target == pytest.approx(3 * 0.5 * MAX_YAW)
+    for _ in range(3):
+        obs, *_ = env.step(STAY)
+    assert np.abs(u.tcp_position() - u.setpoint).max() < 0.005  # the hand reached what was commanded
+    assert np.abs(obs[21:25]).max() < 0.01
+    for _ in range(8):  # pressing down into the table: the setpoint never leads by more than the bound
+        obs, *_ = env.step(np.array([0, 0, -1.0, 0, -1, -1]))
+        assert obs[23] >= -MAX_SETPOINT_LEAD - 1e-12
+    assert u.setpoint[2] >= WORKSPACE_LOW[2]
 
 
 def _rollout(seed: int, steps: int = 6, objects: str = "train") -> np.ndarray:

@@ -32,7 +32,7 @@ def test_pixel_observation_is_proprioception_then_the_cameras_frame_channel_firs
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
     assert np.array_equal(image.reshape(IMAGE), frame.transpose(2, 0, 1))
     state = u.state_observation()
-    assert np.allclose(obs[:PIXEL_PROPRIO], [*state[:6], state[-1]])  # TCP, yaw, fingers, time left
+    assert np.allclose(obs[:PIXEL_PROPRIO], [*state[:6], *state[21:25], state[-1]])  # TCP, yaw, fingers, setpoint, time
     again, _ = env.reset(seed=5)
     assert np.array_equal(obs, again)  # rendering is deterministic
     for _ in range(3):

@@ -132,12 +132,13 @@ def cube_pushing_policy(path: Path, exported_push: Path) -> Path:
 
 
 class GraspAtTheObject(torch.nn.Module):
-    """Over the object (observation[6:9] = object - TCP), down to its centre while turning the hand, close once
-    there, terminate once the fingers have closed in (observation[5], the finger width): episodes end in lift tests,
-    some held, so parity covers the yaw IK, the object's contacts and the lift."""
+    """Over the object (observation[6:9] - observation[21:24] = object - setpoint), down to its centre while turning
+    the hand, close once there, terminate once the fingers have closed in (observation[5], the finger width):
+    episodes end in lift tests, some held, so parity covers the setpoint, the yaw IK, the object's contacts and the
+    lift."""
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        rel = obs[..., 6:9]
+        rel = obs[..., 6:9] - obs[..., 21:24]
         ones = torch.ones_like(rel[..., :1])
         near = (rel[..., 0:1] ** 2 + rel[..., 1:2] ** 2) < 0.02 ** 2
         down = torch.where(near, torch.clamp(0.9 * rel[..., 2:3] / 0.05, -1.0, 1.0), 0.0 * ones)
@@ -151,7 +152,7 @@ def grasping_policy(path: Path) -> Path:
     """GraspAtTheObject packaged as export does, with the panda-grasp scene (.mjb) and a card naming it."""
     import mujoco
 
-    deployed = DeployedPolicy(GraspAtTheObject(), torch.zeros(22), torch.ones(22), math.inf, -torch.ones(6),
+    deployed = DeployedPolicy(GraspAtTheObject(), torch.zeros(26), torch.ones(26), math.inf, -torch.ones(6),
                               torch.ones(6))
     torch.jit.save(script_policy(deployed), str(path))
     env = make_env("panda-grasp")

@@ -5,17 +5,19 @@ episode puts one object there: one of `grasp`'s five primitive shapes with rando
 yaw. `objects="held_out"` draws every size outside the training ranges (robotrl.envs.grasp.draw_object), the test
 of generalisation.
 
-Actions (all in [-1, 1]), as in the paper: a Cartesian displacement of the TCP (x MAX_TCP_STEP metres), a rotation
-about the vertical axis (x MAX_YAW radians, the hand's yaw held within +-YAW_LIMIT), the fingers (-1 open, +1
-closed, as in `grasp`) and terminate (> 0.5 ends the episode with the lift test). Each control step solves one
-damped-least-squares IK step to joint targets, as the Panda tasks do, with the hand pointing down at the commanded
-yaw. At termination or at the horizon a lift test closes the fingers, raises the hand and checks that the object is
-at least LIFT_HEIGHT above the table and touches both finger pads.
+Actions (all in [-1, 1]), as in the paper: a Cartesian displacement (x MAX_TCP_STEP metres), a rotation about the
+vertical axis (x MAX_YAW radians, held within +-YAW_LIMIT), the fingers (-1 open, +1 closed, as in `grasp`) and
+terminate (> 0.5 ends the episode with the lift test). The displacement and rotation move the commanded pose (the
+setpoint, kept within MAX_SETPOINT_LEAD of the hand), as `grasp`'s slide targets do; each control step solves one
+damped-least-squares IK step towards it, as the Panda tasks do, with the hand pointing down at the yaw target. At
+termination or at the horizon a lift test closes the fingers, raises the hand and checks that the object is at
+least LIFT_HEIGHT above the table and touches both finger pads.
 
 Reward: +1 for a successful lift test, -0.05 per step; info holds both terms and `is_success`. The observation
-(`obs="state"`) is `grasp`'s layout (so its scripted grasp runs here too) and ends with the fraction of the horizon
-that remains. `obs="pixels"` replaces everything about the object with a camera: the hand's proprioception
-(PIXEL_PROPRIO entries: TCP position, yaw sin/cos, finger width, time left) followed by an RGB image from the fixed
+(`obs="state"`) is `grasp`'s layout (so its scripted grasp runs here too, through SetpointScript) with the setpoint's
+offset from the hand (SETPOINT_ENTRIES) inserted before the fraction of the horizon that remains. `obs="pixels"`
+replaces everything about the object with a camera: the hand's proprioception (PIXEL_PROPRIO entries: TCP
+position, yaw sin/cos, finger width, the setpoint's offset, time left) followed by an RGB image from the fixed
 over-the-shoulder camera, channel-first (3, H, W), its uint8 values as numbers in [0, 255] (robotrl's replay
 stores them as uint8). The scripted grasp of a pixels env reads the simulator's state (privileged, as a
 demonstrator), since the image alone does not give it the object's pose.
@@ -71,7 +73,14 @@ LIFT_HEIGHT = 0.1
 GRASP_TCP_Z = 0.01
 OBJECT_SETS = ("train", "held_out")
 OBSERVATIONS = ("state", "pixels")
-PIXEL_PROPRIO = 7  # tcp_position 3, hand_yaw_sin_cos 2, finger_width 1, horizon_fraction_left 1
+# setpoint_minus_tcp 3 and yaw_target_minus_yaw 1 (the commanded pose the arm is still moving to), before the time left
+SETPOINT_ENTRIES = 4
+STATE_OBS_DIM = OBS_DIM + SETPOINT_ENTRIES
+# tcp_position 3, hand_yaw_sin_cos 2, finger_width 1, the setpoint's 4, horizon_fraction_left 1
+PIXEL_PROPRIO = 7 + SETPOINT_ENTRIES
+# how far the commanded TCP may lead the TCP itself, per axis: a hand blocked by the table or an object presses no
+# harder than two full steps (no wind-up)
+MAX_SETPOINT_LEAD = 0.1
 SHOULDER_CAMERA = "shoulder"
 # 10 Hz control (20 physics steps of 5 ms), as `grasp`: the arm's servos settle within a step, so each step moves
 # the hand by what it commands and a grasp takes ~10 steps, short enough for QT-Opt's gamma 0.9 to see the lift
@@ -136,7 +145,7 @@ class PandaGraspEnv(MujocoEnv):
             high = np.concatenate([np.full(PIXEL_PROPRIO, np.inf), np.full(pixels, 255.0)])
             low[PIXEL_PROPRIO - 1], high[PIXEL_PROPRIO - 1] = 0.0, 1.0
         else:
-            low, high = np.full(OBS_DIM, -np.inf), np.full(OBS_DIM, np.inf)
+            low, high = np.full(STATE_OBS_DIM, -np.inf), np.full(STATE_OBS_DIM, np.inf)
             low[-1], high[-1] = 0.0, 1.0
         kwargs.setdefault("camera_name", "front")
         obs_space = spaces.Box(low, high, dtype=np.float64)
@@ -155,7 +164,7 @@ class PandaGraspEnv(MujocoEnv):
         if obs == "pixels" and mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, pixel_camera) < 0:
             cameras = [m.camera(i).name for i in range(m.ncam)]
             raise RobotrlError(f"panda-grasp has no camera '{pixel_camera}'; allowed: {', '.join(cameras)}")
-        self.shape, self.steps, self.yaw_target = 0, 0, 0.0
+        self.shape, self.steps, self.yaw_target, self.setpoint = 0, 0, 0.0, START_TCP.copy()
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
         model = copy.copy(_compiled())
@@ -186,7 +195,7 @@ class PandaGraspEnv(MujocoEnv):
         self.set_state(qpos, qvel)
         self.data.ctrl[:] = self.model.key_ctrl[self._home_key]
         mujoco.mj_forward(self.model, self.data)
-        self.steps, self.yaw_target = 0, 0.0
+        self.steps, self.yaw_target, self.setpoint = 0, 0.0, self.tcp_position()
         return self._get_obs()
 
     def _apply_object(self, shape: int, size: np.ndarray, mass: float, friction: float) -> None:
@@ -195,20 +204,22 @@ class PandaGraspEnv(MujocoEnv):
                      mass, friction)
 
     def task_state(self) -> dict[str, Any]:
-        """The drawn object (it edits the model), the step counter and the yaw target, for exact checkpoints."""
+        """The drawn object (it edits the model), the step counter and the commanded pose, for exact checkpoints."""
         g = self._shape_geoms[self.shape]
         return {"shape": self.shape, "size": self.model.geom_size[g].tolist(),
                 "mass": float(self.model.body_mass[self._object_body]),
-                "friction": float(self.model.geom_friction[g, 0]), "steps": self.steps, "yaw_target": self.yaw_target}
+                "friction": float(self.model.geom_friction[g, 0]), "steps": self.steps, "yaw_target": self.yaw_target,
+                "setpoint": self.setpoint.tolist()}
 
     def set_task_state(self, state: dict[str, Any]) -> None:
         self._apply_object(int(state["shape"]), np.asarray(state["size"]), state["mass"], state["friction"])
         self.steps, self.yaw_target = int(state["steps"]), float(state["yaw_target"])
+        self.setpoint = np.asarray(state["setpoint"], dtype=np.float64)
 
-    def scripted_policy(self) -> ScriptedGrasp | PrivilegedScript:
+    def scripted_policy(self) -> SetpointScript | PrivilegedScript:
         script = ScriptedGrasp(max_move=MAX_TCP_STEP, max_yaw=MAX_YAW, grasp_z=GRASP_TCP_Z, at_object_centre=True,
                                descend_within=0.02)
-        return script if self.obs_mode == "state" else PrivilegedScript(script, self)
+        return SetpointScript(script) if self.obs_mode == "state" else PrivilegedScript(SetpointScript(script), self)
 
     # ---------------------------------------------------------------- stepping
     def _control(self, tcp_target: np.ndarray, finger: float) -> None:
@@ -221,9 +232,13 @@ class PandaGraspEnv(MujocoEnv):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        target = np.clip(self.tcp_position() + MAX_TCP_STEP * a[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
-        self.yaw_target = float(np.clip(self.hand_yaw() + MAX_YAW * a[3], -YAW_LIMIT, YAW_LIMIT))
-        self._control(target, FINGER_MAX * 0.5 * (1.0 - a[4]))
+        # the action moves the commanded pose (as `grasp`'s slides and Fetch's mocap), not the lagging hand: the
+        # servos settle over ~1.5 control steps, so a step from the hand itself moved it 60-85% of the command
+        tcp = self.tcp_position()
+        lead = np.clip(self.setpoint + MAX_TCP_STEP * a[:3], tcp - MAX_SETPOINT_LEAD, tcp + MAX_SETPOINT_LEAD)
+        self.setpoint = np.clip(lead, WORKSPACE_LOW, WORKSPACE_HIGH)
+        self.yaw_target = float(np.clip(self.yaw_target + MAX_YAW * a[3], -YAW_LIMIT, YAW_LIMIT))
+        self._control(self.setpoint, FINGER_MAX * 0.5 * (1.0 - a[4]))
         self.steps += 1
         terminated = bool(a[5] > TERMINATE_ABOVE) or self.steps >= self.max_steps
         success = self._lift_test() if terminated else False
@@ -265,7 +280,7 @@ class PandaGraspEnv(MujocoEnv):
         """Proprioception, then the camera image (3, H, W) flattened, values 0..255."""
         yaw = self.hand_yaw()
         proprio = [*self.tcp_position(), math.sin(yaw), math.cos(yaw), 2 * self.data.qpos[self._finger],
-                   (self.max_steps - self.steps) / self.max_steps]
+                   *self._setpoint_error(yaw), (self.max_steps - self.steps) / self.max_steps]
         return np.concatenate([proprio, self.camera_image().transpose(2, 0, 1).ravel()]).astype(np.float64)
 
     def camera_image(self) -> np.ndarray:
@@ -309,20 +324,26 @@ class PandaGraspEnv(MujocoEnv):
         remaining = (self.max_steps - self.steps) / self.max_steps
         return np.concatenate([self.tcp_position(), [math.sin(yaw), math.cos(yaw), 2 * d.qpos[self._finger]],
                                d.qpos[o:o + 3] - self.tcp_position(), quat, self._object_size(), one_hot,
-                               [remaining]])
+                               self._setpoint_error(yaw), [remaining]])
+
+    def _setpoint_error(self, yaw: float) -> list[float]:
+        """Where the commanded pose is from the hand: setpoint - TCP (metres), yaw target - yaw (radians)."""
+        return [*(self.setpoint - self.tcp_position()), self.yaw_target - yaw]
 
     def observation_layout(self) -> list[dict[str, Any]]:
         """Each named block of the observation vector: name, unit, width (in order)."""
         if self.obs_mode == "pixels":
             c, h, w = self.image_shape
             layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
+                      ("setpoint_minus_tcp", "m", 3), ("yaw_target_minus_yaw", "rad", 1),
                       ("horizon_fraction_left", "", 1),
                       (f"camera '{self.pixel_camera}' RGB image, channel-first ({c}, {h}, {w}), uint8 values 0-255 "
                        f"as numbers, row-major from the top-left pixel", "", c * h * w)]
         else:
             layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
                       ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4), ("object_size", "m", 3),
-                      ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("horizon_fraction_left", "", 1)]
+                      ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("setpoint_minus_tcp", "m", 3),
+                      ("yaw_target_minus_yaw", "rad", 1), ("horizon_fraction_left", "", 1)]
         return [{"name": n, "unit": u, "width": w} for n, u, w in layout]
 
     def pixel_spec(self) -> dict[str, Any]:
@@ -338,8 +359,11 @@ class PandaGraspEnv(MujocoEnv):
     def action_layout(self) -> list[dict[str, Any]]:
         """What each action dimension commands at +-1 (the agent side is [-1, 1])."""
         rate = 1.0 / self.dt
-        rows = [*({"name": f"tcp_d{axis}", "unit": "m", "bound": MAX_TCP_STEP} for axis in "xyz"),
-                {"name": "dyaw", "unit": "rad", "bound": MAX_YAW, "meaning": f"yaw held within +-{YAW_LIMIT:.4f}"},
+        rows = [*({"name": f"tcp_d{axis}", "unit": "m", "bound": MAX_TCP_STEP,
+                   "meaning": f"moves the commanded TCP, kept within +-{MAX_SETPOINT_LEAD} m of the TCP and inside "
+                              f"the workspace"} for axis in "xyz"),
+                {"name": "dyaw", "unit": "rad", "bound": MAX_YAW,
+                 "meaning": f"moves the yaw target, held within +-{YAW_LIMIT:.4f}"},
                 {"name": "fingers", "unit": "", "bound": 1.0, "meaning": "-1 open, +1 closed"},
                 {"name": "terminate", "unit": "", "bound": 1.0,
                  "meaning": f"> {TERMINATE_ABOVE} ends the episode with the lift test"}]
@@ -358,15 +382,43 @@ class PandaGraspEnv(MujocoEnv):
         """How actions become motor commands, for the export card."""
         return {"mode": "ee_yaw", "rate_hz": 1.0 / self.dt, "physics_timestep_s": TIMESTEP,
                 "substeps": self.frame_skip, "finger_travel_m": FINGER_MAX, "max_tcp_step_m": MAX_TCP_STEP,
-                "max_yaw_step_rad": MAX_YAW, "yaw_limit_rad": YAW_LIMIT, "workspace_low_m": WORKSPACE_LOW.tolist(),
-                "workspace_high_m": WORKSPACE_HIGH.tolist(), "lift_height_m": LIFT_HEIGHT}
+                "max_yaw_step_rad": MAX_YAW, "yaw_limit_rad": YAW_LIMIT, "max_setpoint_lead_m": MAX_SETPOINT_LEAD,
+                "workspace_low_m": WORKSPACE_LOW.tolist(), "workspace_high_m": WORKSPACE_HIGH.tolist(),
+                "lift_height_m": LIFT_HEIGHT}
+
+
+class SetpointScript:
+    """`grasp`'s scripted grasp on panda-grasp's state observation, seen from the commanded pose: its TCP, yaw and
+    object offset are the setpoint's (the observation's setpoint entries added), so each step moves the setpoint by
+    what the script wants and the lagging hand follows; the setpoint entries themselves are dropped."""
+
+    def __init__(self, script: ScriptedGrasp) -> None:
+        self.script = script
+
+    def reset(self) -> None:
+        self.script.reset()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        tcp_error, yaw_error = obs[OBS_DIM - 1:OBS_DIM + 2], obs[OBS_DIM + 2]
+        seen = np.concatenate([obs[:OBS_DIM - 1], obs[-1:]])
+        seen[:3] += tcp_error
+        seen[6:9] -= tcp_error
+        yaw = math.atan2(obs[3], obs[4]) + yaw_error
+        seen[3:5] = math.sin(yaw), math.cos(yaw)
+        return self.script(seen)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.script.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.script.load_state_dict(state)
 
 
 class PrivilegedScript:
     """The scripted grasp for a pixels env: it ignores the image observation and acts on the simulator's state
     observation (a demonstrator with privileged information, for QT-Opt's first data)."""
 
-    def __init__(self, script: ScriptedGrasp, env: PandaGraspEnv) -> None:
+    def __init__(self, script: SetpointScript, env: PandaGraspEnv) -> None:
         self.script, self.env = script, env
 
     def reset(self) -> None:

@@ -361,9 +361,13 @@ constexpr double kGraspStepPenalty = -0.05;
 constexpr double kGraspSuccessReward = 1.0;
 constexpr double kGraspLiftSeconds = 1.0;
 constexpr double kGraspCloseSeconds = 0.3;
+constexpr double kGraspMaxSetpointLead = 0.1;  // panda_grasp.MAX_SETPOINT_LEAD
 
-// The yaw target of the last action: the lift test holds the hand at it (the runtime runs one episode at a time).
+// The commanded pose the actions move (panda_grasp's setpoint and yaw target; the lift test holds the hand at the
+// yaw target). One episode at a time: grasp_apply_object starts an episode, its first observation takes the TCP.
 double g_grasp_yaw_target = 0.0;
+double g_grasp_setpoint[3] = {0.0, 0.0, 0.0};
+bool g_grasp_setpoint_set = false;
 
 int grasp_active_shape(const mjModel* model) {
   for (int i = 0; i < kGraspShapes; ++i) {
@@ -409,6 +413,8 @@ void grasp_apply_object(mjModel* model, mjData* data, const std::vector<double>&
   model->body_iquat[4 * body] = 1.0;
   for (int i = 1; i < 4; ++i) model->body_iquat[4 * body + i] = 0.0;
   mj_setConst(model, data);
+  g_grasp_yaw_target = 0.0;  // a new episode (PandaGraspEnv.reset_model)
+  g_grasp_setpoint_set = false;
 }
 
 // PandaGraspEnv.reset_model with the runtime's RNG: a training object, resting in the bin with a random yaw.
@@ -464,14 +470,18 @@ void panda_grasp_apply_action(const mjModel* model, mjData* data, const std::vec
   const PandaIndex& index = cached_panda_index(model);
   double a[6];
   for (int i = 0; i < 6; ++i) a[i] = clip(static_cast<double>(action[i]), -1.0, 1.0);
-  double target[3];
-  panda_tcp_target(data, index, a, target);
-  g_grasp_yaw_target = clip(grasp_hand_yaw(data, index) + kGraspMaxYaw * a[3], -kGraspYawLimit, kGraspYawLimit);
-  grasp_set_ctrl(model, data, index, target, kPandaFingerMax * 0.5 * (1.0 - a[4]));  // -1 open, +1 closed
+  const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
+  for (int i = 0; i < 3; ++i) {  // the setpoint moves, within the lead bound of the hand and the workspace
+    double lead = clip(g_grasp_setpoint[i] + kPandaMaxTcpStep * a[i], tcp[i] - kGraspMaxSetpointLead,
+                       tcp[i] + kGraspMaxSetpointLead);
+    g_grasp_setpoint[i] = clip(lead, kPandaWorkspaceLow[i], kPandaWorkspaceHigh[i]);
+  }
+  g_grasp_yaw_target = clip(g_grasp_yaw_target + kGraspMaxYaw * a[3], -kGraspYawLimit, kGraspYawLimit);
+  grasp_set_ctrl(model, data, index, g_grasp_setpoint, kPandaFingerMax * 0.5 * (1.0 - a[4]));  // -1 open, +1 closed
 }
 
 // grasp's layout: TCP, yaw sin/cos, finger width, object - TCP, object quaternion (w >= 0), size, shape one-hot,
-// and the time left (written by the runtime).
+// setpoint - TCP, yaw target - yaw, and the time left (written by the runtime).
 std::vector<double> panda_grasp_observe(const mjModel* model, const mjData* data) {
   const PandaIndex& index = cached_panda_index(model);
   const mjtNum* tcp = data->site_xpos + 3 * index.tcp;
@@ -488,6 +498,12 @@ std::vector<double> panda_grasp_observe(const mjModel* model, const mjData* data
   const mjtNum* size = model->geom_size + 3 * named_id(model, mjOBJ_GEOM, kGraspShapeGeoms[shape]);
   obs.insert(obs.end(), size, size + 3);
   for (int i = 0; i < kGraspShapes; ++i) obs.push_back(i == shape ? 1.0 : 0.0);
+  if (!g_grasp_setpoint_set) {  // the episode's first observation: the setpoint starts at the hand
+    mju_copy3(g_grasp_setpoint, tcp);
+    g_grasp_setpoint_set = true;
+  }
+  for (int i = 0; i < 3; ++i) obs.push_back(g_grasp_setpoint[i] - tcp[i]);
+  obs.push_back(g_grasp_yaw_target - yaw);
   obs.push_back(0.0);
   return obs;
 }
@@ -545,7 +561,7 @@ const std::vector<Task>& all_tasks() {
        4, panda_apply_action, true, 3},
       {"panda-pick", "RobotrlPandaPick-v0", "", 8, 50, 37, panda_pick_reset, panda_observe, panda_cube_score,
        4, panda_apply_action, true, 3},
-      {"panda-grasp", "RobotrlPandaGrasp-v0", "", 20, 20, 22, panda_grasp_reset, panda_grasp_observe,
+      {"panda-grasp", "RobotrlPandaGrasp-v0", "", 20, 20, 26, panda_grasp_reset, panda_grasp_observe,
        panda_grasp_score, 6, panda_grasp_apply_action, true, 0, 6, grasp_apply_object, true},
   };
   return tasks;
