@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
+    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS]",
+                   help="collect on N Ray actors while this process learns (off-policy algorithms; needs "
+                        "robotrl[distributed])")
+    t.add_argument("--address", metavar="HOST:PORT",
+                   help="with --distributed: join the Ray cluster at this head node (default: start Ray here)")
 
     e = sub.add_parser("eval", help="evaluate a run directory, checkpoint or exported .pt")
     e.add_argument("path")
@@ -88,6 +93,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     from robotrl.config import parse_overrides
     from robotrl.run import build_run, load_run, train
 
+    distributed = None
+    if args.distributed:
+        from robotrl.distributed import parse_distributed
+
+        distributed = parse_distributed(args.distributed, args.address)
+    elif args.address:
+        raise RobotrlError("--address names the Ray cluster of a --distributed run; add --distributed collectors=N")
     if args.resume:
         if args.task or args.set:
             raise RobotrlError("--resume continues a run as configured; do not pass a task or --set with it")
@@ -96,20 +108,36 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not ckpt.is_file():
             raise RobotrlError(f"cannot resume: {ckpt} not found (is {run_dir} a run directory?)")
         run = load_run(ckpt, run_dir=run_dir)
+        if distributed is not None:  # the learner and replay resume exactly; collectors start new episodes
+            from robotrl.distributed import check_algo
+
+            check_algo(run.algo.name)
+            run.distributed, run.obs = distributed, None
     else:
         if not args.task:
             raise RobotrlError("train needs a TASK (see `robotrl list`) or --resume RUN_DIR")
         overrides = parse_overrides(args.set)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{args.task}-{args.algo}-s{args.seed}-{stamp}"
-        run = build_run(args.task, args.algo, seed=args.seed, overrides=overrides, run_dir=run_dir)
+        run = build_run(args.task, args.algo, seed=args.seed, overrides=overrides, run_dir=run_dir,
+                        distributed=distributed)
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise RobotrlError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     steps = args.steps if args.steps is not None else run.loop_cfg.total_steps
     if steps <= 0:
         raise RobotrlError(f"--steps must be positive, got {steps}")
+    if distributed is not None:  # a wrong address or a missing Ray fails here, before any training
+        from robotrl.distributed import connect
+
+        connect(distributed)
     run.commands.append(_command_line())
-    result = train(run, steps, progress=not args.no_progress)
+    try:
+        result = train(run, steps, progress=not args.no_progress)
+    finally:
+        if distributed is not None:
+            from robotrl.distributed import shutdown
+
+            shutdown(run)
     _emit(result, args.json, [
         f"run: {result['run_dir']}",
         f"steps: {result['steps']}  ({result['steps_per_s']} steps/s, {result['wall_time_s']} s)"
@@ -179,9 +207,12 @@ def cmd_list(_: argparse.Namespace) -> None:
         card = load_card(name)
         algos = ", ".join(card.algos) or "-"
         print(f"  {name:<10} {card.env_id:<22} horizon {card.horizon:<5} tuned: {algos:<12} {card.description}")
-    print("algorithms:")
+    from robotrl.distributed import DISTRIBUTED_ALGOS
+
+    print("algorithms (* also trains with --distributed collectors=N, on Ray):")
     for spec in ALGOS.values():
-        print(f"  {spec.name:<10} {spec.summary}")
+        mark = "*" if spec.name in DISTRIBUTED_ALGOS else " "
+        print(f" {mark}{spec.name:<10} {spec.summary}")
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "plot": cmd_plot, "list": cmd_list}

@@ -123,6 +123,8 @@ def load_state_dict(run: Run, state: dict[str, Any]) -> None:
     run.update_credit = state["update_credit"]
     if run.script is not None and state.get("script") is not None:
         run.script.load_state_dict(state["script"])
-    if state["obs"] is not None:
+    if state["obs"] is not None and state["env"] is None:  # a distributed run's learner has no env episode
+        run.obs = None
+    elif state["obs"] is not None:
         run.env.reset(seed=run.seed)
         set_env_state(run.env, state["env"])

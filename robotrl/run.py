@@ -84,6 +84,7 @@ class Run:
     metrics: MetricSums = field(default_factory=MetricSums)  # the updates' metrics since the last log row
     env_spec: str | None = None  # a user-supplied env's full gymnasium spec (JSON); None for task cards
     loop_objects: dict[str, Any] = field(default_factory=dict)  # a loop's own state (on-policy: reward scaler)
+    distributed: Any = None  # a robotrl.distributed.DistributedSpec: train on Ray collectors (not saved)
 
     def elapsed_total(self) -> float:
         """Training wall-clock over all sessions, the current one included."""
@@ -99,7 +100,10 @@ class Run:
 
     @property
     def loop(self) -> Any:
-        """The module of the loop that trains this run's algorithm (robotrl.loop or robotrl.rollout)."""
+        """The module of the loop that trains this run's algorithm (robotrl.loop or robotrl.rollout), or with
+        `distributed` set robotrl.distributed.loop."""
+        if self.distributed is not None:
+            return importlib.import_module("robotrl.distributed.loop")
         return importlib.import_module(LOOP_MODULES[self.algo.loop])
 
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +119,14 @@ def run_values(card: TaskCard | None, algo: str, overrides: dict[str, Any]) -> d
 
 
 def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str, Any] | None = None,
-              run_dir: str | Path | None = None) -> Run:
+              run_dir: str | Path | None = None, distributed: Any = None) -> Run:
+    """distributed: a robotrl.distributed.DistributedSpec to collect on Ray actors (off-policy algorithms)."""
     seed = check_seed(seed)
     spec = get_algo(algo)
+    if distributed is not None:
+        from robotrl.distributed import check_algo
+
+        check_algo(spec.name)
     card = None if isinstance(task, gym.Env) else load_card(task)
     source = f"task card '{card.name}' / --set" if card else "overrides"
     loop_cfg, algo_cfg = split_run_config(spec.config_cls, run_values(card, algo, overrides or {}), source,
@@ -157,7 +166,7 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     run = Run(task=name, card=card, algo=spec, seed=seed, loop_cfg=loop_cfg, algo_cfg=algo_cfg, env=None,
               eval_env=eval_env, agent=agent, buffer=None, normalizer=normalizer,
               run_dir=Path(run_dir) if run_dir is not None else None, rng=np.random.default_rng(seed + 2),
-              env_spec=env_spec)
+              env_spec=env_spec, distributed=distributed)
     run.loop.setup(run, make_train_env, horizon)
     return run
 

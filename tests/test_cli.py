@@ -42,6 +42,7 @@ def test_list_prints_tasks_and_algorithms(tmp_path):
     assert proc.returncode == 0
     for word in ("reach", "push", "pendulum", "cheetah", "hopper", "walker", "ant", "ddpg", "td3", "sac", "naf"):
         assert word in proc.stdout
+    assert " *sac " in proc.stdout and " *qtopt " in proc.stdout and "  ppo " in proc.stdout  # --distributed marks
 
 
 def test_train_writes_run_directory_and_json(trained):

@@ -105,10 +105,22 @@ def load_attribute_state(owner: Any, names: tuple[str, ...], state: dict[str, An
             setattr(owner, name, state[name])
 
 
+def acting_state(agent: Any) -> dict[str, Any]:
+    """What a copy of the agent needs to act (its ACTING attributes): the weights a distributed run's collectors
+    are sent."""
+    return attribute_state(agent, agent.ACTING)
+
+
+def load_acting_state(agent: Any, state: dict[str, Any]) -> None:
+    load_attribute_state(agent, agent.ACTING, state)
+
+
 class AgentState:
-    """state_dict() / load_state_dict() of the Agent contract, from the attribute names in STATE."""
+    """state_dict() / load_state_dict() of the Agent contract, from the attribute names in STATE; ACTING names
+    the networks act() reads (a distributed run's collectors receive only those)."""
 
     STATE: ClassVar[tuple[str, ...]]
+    ACTING: ClassVar[tuple[str, ...]] = ()
 
     def state_dict(self) -> dict[str, Any]:
         return attribute_state(self, self.STATE)

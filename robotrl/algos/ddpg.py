@@ -54,6 +54,7 @@ actor_loss = deterministic_policy_loss  # paper eq. 6
 
 class DDPGAgent(NoisyDeterministicAgent):
     STATE = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt", "noise", "updates")
+    ACTING = ("actor",)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: DDPGConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:

@@ -64,6 +64,7 @@ def naf_loss(net: NAFHead, target_net: NAFHead, batch: Batch,
 
 class NAFAgent(AgentState):
     STATE = ("net", "target_net", "opt", "noise", "updates")
+    ACTING = ("net",)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: NAFConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:

@@ -74,6 +74,7 @@ def lagged_double_q_target(target_q1: nn.Module, target_q2: nn.Module, cem: CEMM
 
 class QTOptAgent(AgentState):
     STATE = ("critic", "target_q1", "target_q2", "opt", "updates")
+    ACTING = ("critic",)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: QTOptConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:

@@ -65,6 +65,7 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor,
 
 class SACAgent(AgentState):
     STATE = ("actor", "critic", "target_critic", "actor_opt", "critic_opt", "log_alpha", "alpha_opt", "updates")
+    ACTING = ("actor",)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: SACConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:

@@ -45,6 +45,7 @@ def critic_loss(critic: nn.Module, target_critic: nn.Module, target_actor: nn.Mo
 
 class TD3Agent(NoisyDeterministicAgent):
     STATE = ("actor", "critic", "target_actor", "target_critic", "actor_opt", "critic_opt", "noise", "updates")
+    ACTING = ("actor",)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: TD3Config, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:

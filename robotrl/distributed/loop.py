@@ -1,0 +1,225 @@
+"""The distributed off-policy loop: Ray collector actors step their own envs; the learner adds their episodes to
+the run's replay and runs the updates they earn. A loop module like robotrl.loop (setup, start, advance,
+state_dict, load_state_dict), driven by robotrl.run's session like the others.
+
+Collectors act through robotrl.loop's own step (`_env_step`: warm-up policy, exploration, termination vs
+truncation) on a Run of their own whose replay is a BlockRecorder, so acting is the single-process loop's code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robotrl import loop as off_policy
+from robotrl.algos import get_algo
+from robotrl.algos.common import acting_state, load_acting_state
+from robotrl.distributed import DistributedSpec, connect
+from robotrl.envs import make_env, task_source
+from robotrl.nets import ObsNormalizer
+from robotrl.run import Run
+
+HAS_REPLAY = True
+
+
+class BlockRecorder:
+    """Stands in for the replay inside a collector: keeps the steps it is given, handed over as one block."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool,
+            episode_end: bool | None = None) -> None:
+        self.rows.append((obs, action, reward, next_obs, terminated, terminated if episode_end is None else
+                          episode_end))
+
+    def take(self) -> dict[str, np.ndarray]:
+        obs, action, reward, next_obs, terminated, end = zip(*self.rows, strict=True)
+        self.rows = []
+        return {"obs": np.stack(obs), "action": np.stack(action), "reward": np.asarray(reward, dtype=np.float32),
+                "next_obs": np.stack(next_obs), "terminated": np.asarray(terminated),
+                "episode_end": np.asarray(end)}
+
+
+class _Episodes:
+    """The logger a collector's loop step writes to: only the finished episodes' returns and lengths matter."""
+
+    def __init__(self) -> None:
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        if name == "train/episode_return":
+            self.returns.append(float(value))
+        elif name == "train/episode_length":
+            self.lengths.append(int(value))
+
+
+def collector_seed(run_seed: int, index: int, generation: int) -> int:
+    """Each collector's seeds (env resets, warm-up and exploration noise) from the run seed and its place."""
+    return int(np.random.SeedSequence([run_seed, index, generation]).generate_state(1)[0] % (2**31 - 1))
+
+
+class Collector:
+    """One collector: its own env, acting networks and seeds; collect() runs whole episodes with its weights."""
+
+    def __init__(self, source: Any, algo: str, loop_cfg: Any, algo_cfg: Any, seed: int, warmup_steps: int,
+                 block: int) -> None:
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        spec = get_algo(algo)
+        env = make_env(source)
+        obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        raw = env.observation_space
+        cfg = replace(loop_cfg, warmup_steps=warmup_steps, device="cpu")
+        self.run = Run(task=str(getattr(source, "name", source)), card=None, algo=spec, seed=seed, loop_cfg=cfg,
+                       algo_cfg=algo_cfg, env=env, eval_env=env, buffer=BlockRecorder(),
+                       agent=spec.agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device="cpu"),
+                       normalizer=ObsNormalizer(obs_dim, enabled=cfg.normalize_obs, low=raw.low, high=raw.high),
+                       rng=np.random.default_rng(seed + 2))
+        if cfg.warmup_policy == "scripted":
+            self.run.script = env.unwrapped.scripted_policy()
+        self.block, self.version = block, -1
+
+    def set_weights(self, weights: dict[str, Any], version: int) -> None:
+        load_acting_state(self.run.agent, weights["acting"])
+        self.run.normalizer.load_state_dict(weights["normalizer"])
+        self.version = version
+
+    def collect(self) -> dict[str, Any]:
+        run, episodes = self.run, _Episodes()
+        if run.obs is None:
+            off_policy.start(run)
+        steps, version = 0, self.version
+        while steps < self.block or run.episode_len > 0:  # whole episodes only
+            off_policy._env_step(run, episodes)
+            steps += 1
+        return {**run.buffer.take(), "returns": episodes.returns, "lengths": episodes.lengths, "version": version}
+
+
+@dataclass
+class Learner:
+    """The learner's side of a distributed run: the collectors, their outstanding blocks, the weight versions."""
+
+    spec: DistributedSpec
+    ray: Any
+    remote: Any
+    launch: Callable[[int, int], Any]
+    handles: dict[int, Any] = field(default_factory=dict)
+    pending: dict[Any, int] = field(default_factory=dict)  # object ref of a collect() call -> collector index
+    generation: dict[int, int] = field(default_factory=dict)
+    version: int = 0  # learner updates so far (the weights' version)
+    synced_at: int = 0  # run.step of the last broadcast
+    replaced: int = 0
+
+
+def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) -> None:
+    """The replay (and hindsight, scripted warm-up checks) exactly as the single-process loop builds them."""
+    off_policy.setup(run, make_train_env, horizon)
+
+
+def start(run: Run) -> None:
+    """Start the collectors (Ray first, if need be) and send each the current weights."""
+    spec: DistributedSpec = run.distributed
+    ray = connect(spec)
+    remote = ray.remote(num_cpus=1)(Collector)
+    source = task_source(run.task, run.env_spec) if run.card is None else run.card
+    share = max(run.loop_cfg.warmup_steps - run.step, 0) // spec.collectors  # the warm-up still to do, split
+
+    def launch(index: int, generation: int) -> Any:
+        seed = collector_seed(run.seed, index, generation)
+        return remote.options(name=None).remote(source, run.algo.name, run.loop_cfg, run.algo_cfg, seed,
+                                                share if generation == 0 else 0, spec.block)
+
+    learner = Learner(spec=spec, ray=ray, remote=remote, launch=launch, version=_updates(run), synced_at=run.step)
+    run.loop_objects["learner"] = learner
+    weights = ray.put(_weights(run))
+    for index in range(spec.collectors):
+        learner.generation[index] = 0
+        learner.handles[index] = launch(index, 0)
+        learner.handles[index].set_weights.remote(weights, learner.version)
+        learner.pending[learner.handles[index].collect.remote()] = index
+    run.obs = np.zeros(run.obs_dim, dtype=np.float32)  # the learner has no env of its own; marks "started"
+
+
+def _updates(run: Run) -> int:
+    return int(getattr(run.agent, "updates", 0))
+
+
+def _weights(run: Run) -> dict[str, Any]:
+    return {"acting": acting_state(run.agent), "normalizer": run.normalizer.state_dict()}
+
+
+def advance(run: Run, logger: Any) -> None:
+    """The next block from whichever collector is done first: into replay, then the updates it earns (as the
+    single-process loop would after each of its steps), then fresh weights to the collectors every `sync` steps."""
+    learner: Learner | None = run.loop_objects.get("learner")
+    if learner is None:
+        start(run)
+        learner = run.loop_objects["learner"]
+    ray = learner.ray
+    block = None
+    while block is None:
+        (ref,), _ = ray.wait(list(learner.pending), num_returns=1)
+        index = learner.pending.pop(ref)
+        try:
+            block = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in ray.get(ref).items()}
+        except ray.exceptions.RayActorError:  # the collector died: a fresh one takes its place
+            _replace(run, learner, index)
+    learner.pending[learner.handles[index].collect.remote()] = index
+    first = True
+    for t in range(len(block["reward"])):
+        if first:
+            run.normalizer.update(block["obs"][t])
+        run.buffer.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
+                       bool(block["terminated"][t]), bool(block["episode_end"][t]))
+        run.normalizer.update(block["next_obs"][t])
+        first = bool(block["episode_end"][t])
+        run.step += 1
+        off_policy._updates(run)
+    for ret, length in zip(block["returns"], block["lengths"], strict=True):
+        run.episodes += 1
+        run.recent_returns.append(ret)
+        logger.scalar("train/episode_return", ret, run.step)
+        logger.scalar("train/episode_length", length, run.step)
+    run.metrics.add({"collector_staleness": float(learner.version - block["version"])})
+    learner.version = _updates(run)
+    if run.step - learner.synced_at >= learner.spec.sync:
+        weights = ray.put(_weights(run))
+        for handle in learner.handles.values():
+            handle.set_weights.remote(weights, learner.version)
+        learner.synced_at = run.step
+
+
+def _replace(run: Run, learner: Learner, index: int) -> None:
+    learner.generation[index] += 1
+    learner.replaced += 1
+    handle = learner.launch(index, learner.generation[index])
+    handle.set_weights.remote(learner.ray.put(_weights(run)), learner.version)
+    learner.handles[index] = handle
+    learner.pending[handle.collect.remote()] = index
+    print(f"collector {index} died; replaced (generation {learner.generation[index]}) at step {run.step}",
+          flush=True)
+
+
+def stop_collectors(run: Run) -> None:
+    learner: Learner | None = run.loop_objects.pop("learner", None)
+    if learner is None:
+        return
+    for handle in learner.handles.values():
+        learner.ray.kill(handle)
+    run.obs = None
+
+
+def state_dict(run: Run) -> dict[str, Any]:
+    """The learner's loop state; the collectors' episodes are not in it (resuming starts new ones)."""
+    return {"update_credit": run.update_credit, "env": None, "script": None}
+
+
+def load_state_dict(run: Run, state: dict[str, Any]) -> None:
+    run.update_credit = state["update_credit"]
+    run.obs = None
