@@ -87,6 +87,10 @@ class RunConfig:
     """Deploy (evaluate, export) the policy of the best periodic evaluation (selection block, on the eval_every
     grid) instead of the last one, as SB3's EvalCallback best_model; training itself continues from the latest
     weights. The figures a run reports come from the disjoint report block."""
+    keep_best_by: Literal["return", "success"] = "return"
+    """What keep_best ranks evaluations by: mean return (SB3's EvalCallback), or success rate with the mean return
+    breaking ties, for tasks whose step penalty lets a policy that gives up at once out-return one that often
+    succeeds (panda-grasp: terminating at step 1 returns -0.05, a 35%-success policy about -0.5)."""
     torch_threads: int = 1
     """CPU threads for torch; small MLPs run fastest on one thread."""
     device: str = "cpu"

@@ -209,11 +209,20 @@ def _keep_if_best(run: Run, result: EvalResult, candidate: bool) -> None:
     advance crossed a multiple of eval_every (a closing one off the grid is logged, not kept), so a run trained in
     two calls keeps what one call to the same total keeps."""
     cfg = run.loop_cfg
-    if cfg.eval_every > 0 and not candidate:
+    if not cfg.keep_best or (cfg.eval_every > 0 and not candidate):
         return
-    if cfg.keep_best and (run.best is None or result.mean_return >= run.best["eval"]["mean_return"]):
+    if cfg.keep_best_by == "success" and math.isnan(result.success_rate):
+        raise RobotrlError(f"keep_best_by: success needs a task with a success criterion; {run.task} has none "
+                           "(use keep_best_by: return)")
+    if run.best is None or _rank(result.as_dict(), cfg.keep_best_by) >= _rank(run.best["eval"], cfg.keep_best_by):
         run.best = {"step": run.step, "eval": result.as_dict(), "policy": _snapshot(run.agent.policy()),
                     "normalizer": _snapshot(run.normalizer)}
+
+
+def _rank(evaluation: dict[str, Any], by: str) -> tuple[float, ...]:
+    if by == "success":
+        return (evaluation["success_rate"], evaluation["mean_return"])
+    return (evaluation["mean_return"],)
 
 
 class StopOnSignal:

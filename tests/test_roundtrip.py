@@ -278,6 +278,33 @@ def test_keep_best_deploys_the_best_evaluated_policy_everywhere(tmp_path):
     np.testing.assert_allclose(load_policy(out)(obs.numpy()), deployed.numpy(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("by, kept", [("return", [0]), ("success", [0, 1, 3])])
+def test_keep_best_ranks_by_return_or_by_success_with_return_breaking_ties(tmp_path, by, kept):
+    """panda-grasp's case: giving up at once (return -0.05, 0% success) out-returns a policy that lifts 34% of the
+    time (return ~-0.5); keep_best_by: success keeps the second, and among equal success rates the higher return."""
+    from robotrl.evaluate import EvalResult
+    from robotrl.run import _keep_if_best
+
+    run = build_run("grasp", "qtopt", seed=0, overrides=dict(small("qtopt"), keep_best=True, keep_best_by=by))
+    kept_steps = []
+    for step, (ret, success) in enumerate([(-0.05, 0.0), (-0.5, 0.34), (-0.6, 0.34), (-0.4, 0.34), (-0.3, 0.2)]):
+        run.step = step
+        _keep_if_best(run, EvalResult(ret, 0.1, success, 2, [ret, ret], block="selection"), candidate=True)
+        if run.best["step"] == step:
+            kept_steps.append(step)
+    assert kept_steps == kept and run.best["step"] == kept[-1]
+
+
+def test_keep_best_by_success_on_a_task_without_success_is_a_one_line_error(tmp_path):
+    run = build_run("pendulum", "ddpg", seed=0, overrides=dict(SMALL, keep_best=True, keep_best_by="success",
+                                                               eval_every=100))
+    with pytest.raises(RobotrlError, match="keep_best_by: success needs a task with a success criterion") as info:
+        train(run, 200, progress=False)
+    assert "\n" not in str(info.value)
+    with pytest.raises(RobotrlError, match="must be one of 'return', 'success'"):
+        build_run("pendulum", "ddpg", overrides={"keep_best_by": "length"})
+
+
 def test_deployed_normalisation_keeps_precision_for_near_constant_observations():
     """A near-constant observation gets inv_std ~1e4 (the std floor). Normalising as (x - mean) * inv_std keeps
     full precision; x * inv_std - mean * inv_std cancels two ~5e3 products and loses ~1e-4 in the action."""
