@@ -214,8 +214,9 @@ def _keep_if_best(run: Run, result: EvalResult, candidate: bool) -> None:
     if cfg.keep_best_by == "success" and math.isnan(result.success_rate):
         raise RobotrlError(f"keep_best_by: success needs a task with a success criterion; {run.task} has none "
                            "(use keep_best_by: return)")
-    if run.best is None or _rank(result.as_dict(), cfg.keep_best_by) >= _rank(run.best["eval"], cfg.keep_best_by):
-        run.best = {"step": run.step, "eval": result.as_dict(), "policy": _snapshot(run.agent.policy()),
+    evaluation = result.as_dict()
+    if run.best is None or _rank(evaluation, cfg.keep_best_by) >= _rank(run.best["eval"], cfg.keep_best_by):
+        run.best = {"step": run.step, "eval": evaluation, "policy": _snapshot(run.agent.policy()),
                     "normalizer": _snapshot(run.normalizer)}
 
 

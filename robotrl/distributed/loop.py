@@ -107,7 +107,6 @@ class Learner:
 
     spec: DistributedSpec
     ray: Any
-    remote: Any
     launch: Callable[[int, int], Any]
     handles: dict[int, Any] = field(default_factory=dict)
     pending: dict[Any, int] = field(default_factory=dict)  # object ref of a collect() call -> collector index
@@ -132,10 +131,10 @@ def start(run: Run) -> None:
 
     def launch(index: int, generation: int) -> Any:
         seed = collector_seed(run.seed, index, generation)
-        return remote.options(name=None).remote(source, run.algo.name, run.loop_cfg, run.algo_cfg, seed,
-                                                share if generation == 0 else 0, spec.block)
+        return remote.remote(source, run.algo.name, run.loop_cfg, run.algo_cfg, seed,
+                             share if generation == 0 else 0, spec.block)
 
-    learner = Learner(spec=spec, ray=ray, remote=remote, launch=launch, version=_updates(run), synced_at=run.step)
+    learner = Learner(spec=spec, ray=ray, launch=launch, version=_updates(run), synced_at=run.step)
     run.loop_objects["learner"] = learner
     weights = ray.put(_weights(run))
     for index in range(spec.collectors):
@@ -167,7 +166,7 @@ def advance(run: Run, logger: Any) -> None:
         (ref,), _ = ray.wait(list(learner.pending), num_returns=1)
         index = learner.pending.pop(ref)
         try:
-            block = {k: np.array(v) if isinstance(v, np.ndarray) else v for k, v in ray.get(ref).items()}
+            block = ray.get(ref)  # read-only arrays from the object store; the replay copies what it keeps
         except ray.exceptions.RayActorError:  # the collector died: a fresh one takes its place
             _replace(run, learner, index)
     learner.pending[learner.handles[index].collect.remote()] = index
