@@ -33,9 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
-    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS]",
-                   help="collect on N Ray actors while this process learns (off-policy algorithms; needs "
-                        "robotrl[distributed])")
+    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M]",
+                   help="collect on N Ray actors while this process learns (off-policy algorithms; QT-Opt's "
+                        "Bellman targets on M more; needs robotrl[distributed])")
     t.add_argument("--address", metavar="HOST:PORT",
                    help="with --distributed: join the Ray cluster at this head node (default: start Ray here)")
 
@@ -111,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if distributed is not None:  # the learner and replay resume exactly; collectors start new episodes
             from robotrl.distributed import check_algo
 
-            check_algo(run.algo.name)
+            check_algo(run.algo.name, distributed)
             run.distributed, run.obs = distributed, None
     else:
         if not args.task:

@@ -126,7 +126,7 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     if distributed is not None:
         from robotrl.distributed import check_algo
 
-        check_algo(spec.name)
+        check_algo(spec.name, distributed)
     card = None if isinstance(task, gym.Env) else load_card(task)
     source = f"task card '{card.name}' / --set" if card else "overrides"
     loop_cfg, algo_cfg = split_run_config(spec.config_cls, run_values(card, algo, overrides or {}), source,

@@ -10,10 +10,13 @@ import sys
 import numpy as np
 import pytest
 import ray
+import torch
 
+from robotrl.algos.common import attribute_state
 from robotrl.config import RobotrlError
 from robotrl.distributed import DistributedSpec, parse_distributed
-from robotrl.distributed.loop import collector_seed
+from robotrl.distributed.loop import TARGETS_IN_FLIGHT, BellmanUpdater, collector_seed
+from robotrl.replay import Batch
 from robotrl.run import build_run, load_run, save_run, train
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -30,14 +33,46 @@ def test_the_spec_parses_and_bad_ones_are_one_line_errors():
     assert parse_distributed("collectors=3") == DistributedSpec(collectors=3)
     assert parse_distributed("collectors=2,sync=500,block=50", "10.0.0.1:6379") == DistributedSpec(
         collectors=2, sync=500, block=50, address="10.0.0.1:6379")
+    assert parse_distributed("collectors=1,bellman=2,target_sync=50") == DistributedSpec(
+        collectors=1, bellman=2, target_sync=50)
     for bad, needle in [("collectors=0", "at least 1"), ("collectors=two", "whole number"), ("sync=5", "required"),
                         ("workers=2", "expected collectors=N"), ("collectors", "expected collectors=N"),
-                        ("collectors=2,bellman=1", "Bellman updaters are not built yet")]:
+                        ("collectors=2,bellman=0", "at least 1")]:
         with pytest.raises(RobotrlError, match=needle) as info:
             parse_distributed(bad)
         assert "\n" not in str(info.value)
     with pytest.raises(RobotrlError, match="off-policy algorithms"):
         build_run("pendulum", "ppo", distributed=DistributedSpec(collectors=2))
+    with pytest.raises(RobotrlError, match="Bellman updaters compute QT-Opt's CEM targets") as info:
+        build_run("reach", "sac", distributed=DistributedSpec(collectors=1, bellman=1))
+    assert "\n" not in str(info.value)
+
+
+def test_a_bellman_updater_computes_the_learners_target_with_the_targets_it_was_sent():
+    run = build_run("grasp", "qtopt", seed=0, overrides={"hidden": [32]})
+    learner, n, a = run.agent, run.obs_dim, run.action_dim
+    with torch.no_grad():  # target networks unlike a fresh agent's, and Q'_2 unlike Q'_1
+        for net in (learner.target_q1, learner.target_q2):
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+    threads = torch.get_num_threads()  # an updater sets its process's threads and seed; this test's are restored
+    updater = BellmanUpdater("qtopt", n, a, learner.cfg, seed=5)  # in-process: the class Ray runs as an actor
+    updater.set_targets(attribute_state(learner, learner.TARGETS), version=17)
+    rng = torch.Generator().manual_seed(0)
+    batch = Batch(obs=torch.randn(8, n, generator=rng), action=torch.rand(8, a, generator=rng) * 2 - 1,
+                  reward=torch.randn(8, generator=rng), next_obs=torch.randn(8, n, generator=rng),
+                  terminated=torch.tensor([0.0, 1.0] * 4))
+    torch.manual_seed(3)
+    y, version = updater.targets(batch)
+    torch.manual_seed(3)  # the same CEM noise
+    expected = learner.bellman_target(batch)
+    assert version == 17
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    assert torch.equal(y[1::2], batch.reward[1::2])  # terminated: no bootstrap
+    stale = BellmanUpdater("qtopt", n, a, learner.cfg, seed=5)
+    torch.manual_seed(3)
+    assert not torch.allclose(stale.targets(batch)[0], expected)  # its own initial targets differ
+    torch.set_num_threads(threads)
 
 
 def test_collectors_get_their_own_seeds_from_the_run_seed():
@@ -83,6 +118,28 @@ def test_a_distributed_run_fills_replay_with_whole_episodes_and_survives_a_kille
     assert start >= run.step + 100
     train(single, start + 50, progress=False, evaluate_at_end=False)
     assert single.step == start + 50 and len(single.buffer) == start + 50
+
+
+def test_qtopt_trains_on_bellman_updaters_that_are_replaced_when_one_dies(local_ray, tmp_path):
+    spec = DistributedSpec(collectors=1, block=40, bellman=2, target_sync=20)
+    overrides = {"warmup_steps": 100, "batch_size": 32, "eval_every": 0, "eval_episodes": 2, "hidden": [32],
+                 "updates_per_step": 1.0}
+    run = build_run("grasp", "qtopt", seed=2, overrides=overrides, run_dir=tmp_path / "run", distributed=spec)
+    train(run, 300, progress=False, evaluate_at_end=False)
+    learner = run.loop_objects["learner"]
+    assert len(learner.updaters) == 2 and run.agent.updates == run.step - 99  # one update a step from step 99 on
+    staleness = run.metrics.means()["target_staleness"]
+    assert 0 < staleness <= spec.target_sync + TARGETS_IN_FLIGHT * spec.bellman  # lagged, and bounded
+    before = {k: v.clone() for k, v in run.agent.critic.state_dict().items()}
+    ray.kill(learner.updaters[0])  # a Bellman updater dies mid-run
+    train(run, 400, progress=False, evaluate_at_end=False)
+    assert learner.replaced == 1 and learner.updater_generation == {0: 1, 1: 0}
+    assert run.agent.updates == run.step - 99  # no update lost: the dead updater's targets were computed here
+    assert any(not torch.equal(before[k], v) for k, v in run.agent.critic.state_dict().items())
+    assert all(torch.isfinite(v).all() for v in run.agent.critic.state_dict().values())
+    from robotrl.distributed import shutdown
+
+    shutdown(run)
 
 
 def test_sac_learns_pendulum_from_two_collectors(local_ray):

@@ -75,6 +75,7 @@ def lagged_double_q_target(target_q1: nn.Module, target_q2: nn.Module, cem: CEMM
 class QTOptAgent(AgentState):
     STATE = ("critic", "target_q1", "target_q2", "opt", "updates")
     ACTING = ("critic",)
+    TARGETS = ("target_q1", "target_q2")  # what a Bellman updater needs (robotrl.distributed)
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: QTOptConfig, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
@@ -112,8 +113,15 @@ class QTOptAgent(AgentState):
         pass
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        y = lagged_double_q_target(self.target_q1, self.target_q2, self.target_cem, batch, self.cfg.gamma,
-                                   self._fresh_noise(batch.obs.shape[0]))
+        return self.regress(batch, self.bellman_target(batch))
+
+    def bellman_target(self, batch: Batch) -> torch.Tensor:
+        """The Bellman updaters' half of an update: y by CEM over the lagged target networks."""
+        return lagged_double_q_target(self.target_q1, self.target_q2, self.target_cem, batch, self.cfg.gamma,
+                                      self._fresh_noise(batch.obs.shape[0]))
+
+    def regress(self, batch: Batch, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The learner's half: one regression step of Q(s, a) on y, then the target networks' Polyak and lag."""
         loss, info = q_regression_loss(self.critic, batch.obs, batch.action, y)
         gradient_step(self.opt, loss)
         polyak_update(self.critic, self.target_q1, self.cfg.tau)

@@ -23,6 +23,7 @@ from typing import Any
 from robotrl.config import RobotrlError, first_line
 
 DISTRIBUTED_ALGOS = ("sac", "td3", "ddpg", "naf", "qtopt")
+BELLMAN_ALGOS = ("qtopt",)
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,13 @@ class DistributedSpec:
     collectors: int
     sync: int = 1000  # env steps (all collectors together) between weight broadcasts
     block: int = 100  # a collector returns its block at the first episode end after this many steps
+    bellman: int = 0  # QT-Opt's Bellman-updater actors (0: the learner computes its own targets)
+    target_sync: int = 100  # learner updates between sending the target networks to the Bellman updaters
     address: str | None = None
 
 
 SPEC_KEYS = tuple(f.name for f in fields(DistributedSpec) if f.name != "address")
-SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS]"
+SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,target_sync=UPDATES]"
 
 
 def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
@@ -43,9 +46,6 @@ def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if key == "bellman":
-            raise RobotrlError("--distributed bellman=M: QT-Opt's Bellman updaters are not built yet; "
-                               f"use {SPEC_FORMAT}")
         if not sep or key not in SPEC_KEYS:
             raise RobotrlError(f"bad --distributed '{text}': expected {SPEC_FORMAT} (keys: {', '.join(SPEC_KEYS)})")
         try:
@@ -59,10 +59,13 @@ def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
     return DistributedSpec(address=address, **values)
 
 
-def check_algo(algo: str) -> None:
+def check_algo(algo: str, spec: DistributedSpec | None = None) -> None:
     if algo not in DISTRIBUTED_ALGOS:
         raise RobotrlError(f"--distributed trains the off-policy algorithms ({', '.join(DISTRIBUTED_ALGOS)}); "
                            f"'{algo}' is not one of them")
+    if spec is not None and spec.bellman and algo not in BELLMAN_ALGOS:
+        raise RobotrlError(f"--distributed bellman=M: Bellman updaters compute QT-Opt's CEM targets "
+                           f"(--algo {', '.join(BELLMAN_ALGOS)}), not {algo}'s; leave out bellman=")
 
 
 def connect(spec: DistributedSpec) -> Any:

@@ -1,14 +1,16 @@
 """The distributed off-policy loop: Ray collector actors step their own envs; the learner adds their episodes to
-the run's replay and runs the updates they earn. A loop module like robotrl.loop (setup, start, advance,
-state_dict, load_state_dict), driven by robotrl.run's session like the others.
+the run's replay and runs the updates they earn; for QT-Opt, Bellman-updater actors can compute those updates'
+targets. A loop module like robotrl.loop (setup, start, advance, state_dict, load_state_dict), driven by
+robotrl.run's session like the others.
 
 Collectors act through robotrl.loop's own step (`_env_step`: warm-up policy, exploration, termination vs
 truncation) on a Run of their own whose replay is a BlockRecorder, so acting is the single-process loop's code."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import gymnasium as gym
@@ -17,13 +19,15 @@ import torch
 
 from robotrl import loop as off_policy
 from robotrl.algos import get_algo
-from robotrl.algos.common import acting_state, load_acting_state
+from robotrl.algos.common import acting_state, attribute_state, load_acting_state, load_attribute_state
 from robotrl.distributed import DistributedSpec, connect
 from robotrl.envs import make_env, task_source
 from robotrl.nets import ObsNormalizer
+from robotrl.replay import Batch
 from robotrl.run import Run
 
 HAS_REPLAY = True
+TARGETS_IN_FLIGHT = 2  # target requests per Bellman updater: it computes the next while the learner regresses
 
 
 class BlockRecorder:
@@ -59,9 +63,11 @@ class _Episodes:
             self.lengths.append(int(value))
 
 
-def collector_seed(run_seed: int, index: int, generation: int) -> int:
-    """Each collector's seeds (env resets, warm-up and exploration noise) from the run seed and its place."""
-    return int(np.random.SeedSequence([run_seed, index, generation]).generate_state(1)[0] % (2**31 - 1))
+def collector_seed(run_seed: int, index: int, generation: int, role: int = 0) -> int:
+    """Each collector's seeds (env resets, warm-up and exploration noise) from the run seed and its place; role 1
+    gives the Bellman updaters' (their CEM noise) from the same run seed."""
+    words = [run_seed, index, generation] + ([role] if role else [])
+    return int(np.random.SeedSequence(words).generate_state(1)[0] % (2**31 - 1))
 
 
 class Collector:
@@ -101,6 +107,26 @@ class Collector:
         return {**run.buffer.take(), "returns": episodes.returns, "lengths": episodes.lengths, "version": version}
 
 
+class BellmanUpdater:
+    """One of QT-Opt's Bellman updaters (Kalashnikov et al. 2018, section 4.2): a copy of the lagged target networks,
+    refreshed by the learner every target_sync updates, computing targets y for the batches the learner sends by
+    CEM over them (the agent's own bellman_target), so the learner runs only the regression step."""
+
+    def __init__(self, algo: str, obs_dim: int, action_dim: int, algo_cfg: Any, seed: int) -> None:
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        self.agent = get_algo(algo).agent_cls(obs_dim, action_dim, algo_cfg, seed=seed, device="cpu")
+        self.version = -1
+
+    def set_targets(self, state: dict[str, Any], version: int) -> None:
+        load_attribute_state(self.agent, self.agent.TARGETS, state)
+        self.version = version
+
+    def targets(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        """y for the batch, and the version (learner updates) of the target networks that computed it."""
+        return self.agent.bellman_target(batch), self.version
+
+
 @dataclass
 class Learner:
     """The learner's side of a distributed run: the collectors, their outstanding blocks, the weight versions."""
@@ -114,6 +140,12 @@ class Learner:
     version: int = 0  # learner updates so far (the weights' version)
     synced_at: int = 0  # run.step of the last broadcast
     replaced: int = 0
+    launch_updater: Callable[[int, int], Any] | None = None
+    updaters: dict[int, Any] = field(default_factory=dict)
+    updater_generation: dict[int, int] = field(default_factory=dict)
+    in_flight: deque = field(default_factory=deque)  # (ref of a targets() call, its batch, updater index, handle)
+    next_updater: int = 0
+    targets_synced_at: int = 0  # learner updates when the target networks were last sent
 
 
 def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) -> None:
@@ -142,6 +174,14 @@ def start(run: Run) -> None:
         learner.handles[index] = launch(index, 0)
         learner.handles[index].set_weights.remote(weights, learner.version)
         learner.pending[learner.handles[index].collect.remote()] = index
+    if spec.bellman:
+        updater = ray.remote(num_cpus=1)(BellmanUpdater)
+        learner.launch_updater = lambda index, generation: updater.remote(
+            run.algo.name, run.obs_dim, run.action_dim, run.algo_cfg, collector_seed(run.seed, index, generation, 1))
+        for index in range(spec.bellman):
+            learner.updater_generation[index] = 0
+            learner.updaters[index] = learner.launch_updater(index, 0)
+        _send_targets(run, learner)
     run.obs = np.zeros(run.obs_dim, dtype=np.float32)  # the learner has no env of its own; marks "started"
 
 
@@ -149,8 +189,68 @@ def _updates(run: Run) -> int:
     return int(getattr(run.agent, "updates", 0))
 
 
+def _on_cpu(value: Any) -> Any:
+    """A state (nested dicts of tensors) as the CPU-only actors can load it, wherever the learner runs."""
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    return value.cpu() if isinstance(value, torch.Tensor) else value
+
+
 def _weights(run: Run) -> dict[str, Any]:
-    return {"acting": acting_state(run.agent), "normalizer": run.normalizer.state_dict()}
+    return _on_cpu({"acting": acting_state(run.agent), "normalizer": run.normalizer.state_dict()})
+
+
+def _send_targets(run: Run, learner: Learner, handles: list[Any] | None = None) -> None:
+    """The learner's target networks to the Bellman updaters (all of them, or `handles`), versioned by its updates."""
+    state = learner.ray.put(_on_cpu(attribute_state(run.agent, run.agent.TARGETS)))
+    for handle in learner.updaters.values() if handles is None else handles:
+        handle.set_targets.remote(state, _updates(run))
+    if handles is None:
+        learner.targets_synced_at = _updates(run)
+
+
+def _sample(run: Run) -> Batch:
+    batch = run.buffer.sample(run.loop_cfg.batch_size, device=run.loop_cfg.device)
+    batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
+    return batch
+
+
+def _bellman_updates(run: Run, learner: Learner) -> None:
+    """The updates a step earns (as robotrl.loop._updates) with their targets from the Bellman updaters: batches
+    are sampled ahead, TARGETS_IN_FLIGHT per updater, so the learner regresses while the updaters compute."""
+    cfg = run.loop_cfg
+    if run.step < cfg.warmup_steps or len(run.buffer) < cfg.batch_size:
+        return
+    run.update_credit += cfg.updates_per_step
+    while run.update_credit >= 1.0:
+        run.update_credit -= 1.0
+        while len(learner.in_flight) < TARGETS_IN_FLIGHT * len(learner.updaters):
+            batch = _sample(run)
+            index, learner.next_updater = learner.next_updater, (learner.next_updater + 1) % len(learner.updaters)
+            cpu_batch = replace(batch, **{f.name: getattr(batch, f.name).cpu() for f in fields(batch)
+                                          if isinstance(getattr(batch, f.name), torch.Tensor)})
+            handle = learner.updaters[index]
+            learner.in_flight.append((handle.targets.remote(cpu_batch), batch, index, handle))
+        ref, batch, index, handle = learner.in_flight.popleft()
+        try:
+            y, version = learner.ray.get(ref)
+        except learner.ray.exceptions.RayActorError:  # the updater died: this target here, a fresh updater next
+            if learner.updaters[index] is handle:
+                _replace_updater(run, learner, index)
+            y, version = run.agent.bellman_target(batch), _updates(run)
+        staleness = float(_updates(run) - version)
+        run.metrics.add({**run.agent.regress(batch, y.to(batch.obs.device)), "target_staleness": staleness})
+        if _updates(run) - learner.targets_synced_at >= learner.spec.target_sync:
+            _send_targets(run, learner)
+
+
+def _replace_updater(run: Run, learner: Learner, index: int) -> None:
+    learner.updater_generation[index] += 1
+    learner.replaced += 1
+    learner.updaters[index] = learner.launch_updater(index, learner.updater_generation[index])
+    _send_targets(run, learner, [learner.updaters[index]])
+    print(f"Bellman updater {index} died; replaced (generation {learner.updater_generation[index]}) at "
+          f"step {run.step}", flush=True)
 
 
 def advance(run: Run, logger: Any) -> None:
@@ -179,7 +279,10 @@ def advance(run: Run, logger: Any) -> None:
         run.normalizer.update(block["next_obs"][t])
         first = bool(block["episode_end"][t])
         run.step += 1
-        off_policy._updates(run)
+        if learner.updaters:
+            _bellman_updates(run, learner)
+        else:
+            off_policy._updates(run)
     for ret, length in zip(block["returns"], block["lengths"], strict=True):
         run.episodes += 1
         run.recent_returns.append(ret)
@@ -209,7 +312,7 @@ def stop_collectors(run: Run) -> None:
     learner: Learner | None = run.loop_objects.pop("learner", None)
     if learner is None:
         return
-    for handle in learner.handles.values():
+    for handle in [*learner.handles.values(), *learner.updaters.values()]:
         learner.ray.kill(handle)
     run.obs = None
 
