@@ -17,7 +17,7 @@ from robotrl.config import LoopConfig, RobotrlError
 from robotrl.envs import get_env_state, set_env_state
 from robotrl.envs.goal import goal_wrapper
 from robotrl.logger import RunLogger
-from robotrl.replay import Hindsight, ReplayBuffer
+from robotrl.replay import Batch, Hindsight, ReplayBuffer
 from robotrl.run import Run
 
 HAS_REPLAY = True  # checkpoints save the replay buffer beside them
@@ -94,16 +94,26 @@ def _env_step(run: Run, logger: RunLogger) -> None:
         start(run)
 
 
-def _updates(run: Run) -> None:
+def _sample(run: Run) -> Batch:
+    """A replay batch with its observations normalised, as every update sees it."""
+    batch = run.buffer.sample(run.loop_cfg.batch_size, device=run.loop_cfg.device)
+    batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
+    return batch
+
+
+def _updates(run: Run, update: Callable[[Run], None] | None = None) -> None:
+    """The updates a step earns (updates_per_step after the warm-up); each is `update(run)` (the distributed loop's
+    Bellman-updater step) or, by default, the agent's update on a fresh batch."""
     cfg = run.loop_cfg
     if run.step < cfg.warmup_steps or len(run.buffer) < cfg.batch_size:
         return
     run.update_credit += cfg.updates_per_step
     while run.update_credit >= 1.0:
         run.update_credit -= 1.0
-        batch = run.buffer.sample(cfg.batch_size, device=cfg.device)
-        batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
-        run.metrics.add(run.agent.update(batch))
+        if update is None:
+            run.metrics.add(run.agent.update(_sample(run)))
+        else:
+            update(run)
 
 
 def advance(run: Run, logger: RunLogger) -> None:

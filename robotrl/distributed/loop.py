@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -209,39 +209,25 @@ def _send_targets(run: Run, learner: Learner, handles: list[Any] | None = None) 
         learner.targets_synced_at = _updates(run)
 
 
-def _sample(run: Run) -> Batch:
-    batch = run.buffer.sample(run.loop_cfg.batch_size, device=run.loop_cfg.device)
-    batch.obs, batch.next_obs = run.normalizer(batch.obs), run.normalizer(batch.next_obs)
-    return batch
-
-
-def _bellman_updates(run: Run, learner: Learner) -> None:
-    """The updates a step earns (as robotrl.loop._updates) with their targets from the Bellman updaters: batches
-    are sampled ahead, TARGETS_IN_FLIGHT per updater, so the learner regresses while the updaters compute."""
-    cfg = run.loop_cfg
-    if run.step < cfg.warmup_steps or len(run.buffer) < cfg.batch_size:
-        return
-    run.update_credit += cfg.updates_per_step
-    while run.update_credit >= 1.0:
-        run.update_credit -= 1.0
-        while len(learner.in_flight) < TARGETS_IN_FLIGHT * len(learner.updaters):
-            batch = _sample(run)
-            index, learner.next_updater = learner.next_updater, (learner.next_updater + 1) % len(learner.updaters)
-            cpu_batch = replace(batch, **{f.name: getattr(batch, f.name).cpu() for f in fields(batch)
-                                          if isinstance(getattr(batch, f.name), torch.Tensor)})
-            handle = learner.updaters[index]
-            learner.in_flight.append((handle.targets.remote(cpu_batch), batch, index, handle))
-        ref, batch, index, handle = learner.in_flight.popleft()
-        try:
-            y, version = learner.ray.get(ref)
-        except learner.ray.exceptions.RayActorError:  # the updater died: this target here, a fresh updater next
-            if learner.updaters[index] is handle:
-                _replace_updater(run, learner, index)
-            y, version = run.agent.bellman_target(batch), _updates(run)
-        staleness = float(_updates(run) - version)
-        run.metrics.add({**run.agent.regress(batch, y.to(batch.obs.device)), "target_staleness": staleness})
-        if _updates(run) - learner.targets_synced_at >= learner.spec.target_sync:
-            _send_targets(run, learner)
+def _bellman_update(run: Run, learner: Learner) -> None:
+    """One update whose target comes from the Bellman updaters: batches are sampled ahead, TARGETS_IN_FLIGHT per
+    updater, so the learner regresses while the updaters compute."""
+    while len(learner.in_flight) < TARGETS_IN_FLIGHT * len(learner.updaters):
+        batch = off_policy._sample(run)
+        index, learner.next_updater = learner.next_updater, (learner.next_updater + 1) % len(learner.updaters)
+        handle = learner.updaters[index]
+        learner.in_flight.append((handle.targets.remote(replace(batch, **_on_cpu(vars(batch)))), batch, index, handle))
+    ref, batch, index, handle = learner.in_flight.popleft()
+    try:
+        y, version = learner.ray.get(ref)
+    except learner.ray.exceptions.RayActorError:  # the updater died: this target here, a fresh updater next
+        if learner.updaters[index] is handle:
+            _replace_updater(run, learner, index)
+        y, version = run.agent.bellman_target(batch), _updates(run)
+    staleness = float(_updates(run) - version)
+    run.metrics.add({**run.agent.regress(batch, y.to(batch.obs.device)), "target_staleness": staleness})
+    if _updates(run) - learner.targets_synced_at >= learner.spec.target_sync:
+        _send_targets(run, learner)
 
 
 def _replace_updater(run: Run, learner: Learner, index: int) -> None:
@@ -279,10 +265,7 @@ def advance(run: Run, logger: Any) -> None:
         run.normalizer.update(block["next_obs"][t])
         first = bool(block["episode_end"][t])
         run.step += 1
-        if learner.updaters:
-            _bellman_updates(run, learner)
-        else:
-            off_policy._updates(run)
+        off_policy._updates(run, (lambda run: _bellman_update(run, learner)) if learner.updaters else None)
     for ret, length in zip(block["returns"], block["lengths"], strict=True):
         run.episodes += 1
         run.recent_returns.append(ret)
