@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
     t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M]",
                    help="collect on N Ray actors while this process learns (off-policy algorithms; QT-Opt's "
-                        "Bellman targets on M more; needs robotrl[distributed])")
+                        "Bellman targets on M more; for a3c, its N actor-learner workers; needs robotrl[distributed])")
     t.add_argument("--address", metavar="HOST:PORT",
                    help="with --distributed: join the Ray cluster at this head node (default: start Ray here)")
 
@@ -126,15 +126,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     steps = args.steps if args.steps is not None else run.loop_cfg.total_steps
     if steps <= 0:
         raise RobotrlError(f"--steps must be positive, got {steps}")
-    if distributed is not None:  # a wrong address or a missing Ray fails here, before any training
+    if run.distributed is not None:  # a wrong address or a missing Ray fails here, before any training
         from robotrl.distributed import connect
 
-        connect(distributed)
+        connect(run.distributed)
     run.commands.append(_command_line())
     try:
         result = train(run, steps, progress=not args.no_progress)
     finally:
-        if distributed is not None:
+        if run.distributed is not None:
             from robotrl.distributed import shutdown
 
             shutdown(run)
@@ -209,7 +209,7 @@ def cmd_list(_: argparse.Namespace) -> None:
         print(f"  {name:<10} {card.env_id:<22} horizon {card.horizon:<5} tuned: {algos:<12} {card.description}")
     from robotrl.distributed import DISTRIBUTED_ALGOS
 
-    print("algorithms (* also trains with --distributed collectors=N, on Ray):")
+    print("algorithms (* also trains with --distributed collectors=N, on Ray; a3c trains only there):")
     for spec in ALGOS.values():
         mark = "*" if spec.name in DISTRIBUTED_ALGOS else " "
         print(f" {mark}{spec.name:<10} {spec.summary}")

@@ -311,7 +311,7 @@ class ObsNormalizer(nn.Module):
     def update(self, obs: np.ndarray) -> None:
         if not self.enabled:
             return
-        batch = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float64)
+        batch = torch.tensor(np.atleast_2d(obs), dtype=torch.float64)  # a copy: Ray hands over read-only arrays
         n = batch.shape[0]
         b_mean, b_var = batch.mean(0), batch.var(0, unbiased=False)
         total = self.count + n

@@ -114,6 +114,11 @@ def _normalized(run: Run, obs: np.ndarray) -> torch.Tensor:
 
 def advance(run: Run, logger: RunLogger) -> None:
     """One rollout of rollout_steps x n_envs steps, then one update of the algorithm on it."""
+    run.metrics.add(run.agent.update(collect(run, logger)))
+
+
+def collect(run: Run, logger: Any) -> Any:
+    """One rollout of rollout_steps x n_envs steps with the run's agent (A3C's workers collect theirs with it)."""
     cfg: RolloutConfig = run.loop_cfg
     agent, gamma, scaler = run.agent, run.algo_cfg.gamma, run.loop_objects["scaler"]
     for t in range(cfg.rollout_steps):
@@ -139,8 +144,7 @@ def advance(run: Run, logger: RunLogger) -> None:
         run.normalizer.update(run.obs)
         run.step += cfg.n_envs
     last_values = agent.value(_normalized(run, run.obs))
-    progress = min(run.step / cfg.total_steps, 1.0)
-    run.metrics.add(agent.update(run.buffer.rollout(last_values, progress)))
+    return run.buffer.rollout(last_values, min(run.step / cfg.total_steps, 1.0))
 
 
 def state_dict(run: Run) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from robotrl.evaluate import EvalResult, deployed_policy, run_episodes
 from robotrl.logger import REPORT_COLUMNS, MetricSums, RunLogger
 from robotrl.nets import DeployedPolicy, ObsNormalizer
 
-LOOP_MODULES = {"off-policy": "robotrl.loop", "on-policy": "robotrl.rollout"}
+LOOP_MODULES = {"off-policy": "robotrl.loop", "on-policy": "robotrl.rollout", "a3c": "robotrl.distributed.a3c"}
 
 
 @dataclass
@@ -100,9 +100,9 @@ class Run:
 
     @property
     def loop(self) -> Any:
-        """The module of the loop that trains this run's algorithm (robotrl.loop or robotrl.rollout), or with
-        `distributed` set robotrl.distributed.loop."""
-        if self.distributed is not None:
+        """The module of the loop that trains this run's algorithm (robotrl.loop, robotrl.rollout or A3C's
+        robotrl.distributed.a3c), or for an off-policy algorithm with `distributed` set robotrl.distributed.loop."""
+        if self.distributed is not None and self.algo.loop == "off-policy":
             return importlib.import_module("robotrl.distributed.loop")
         return importlib.import_module(LOOP_MODULES[self.algo.loop])
 
@@ -123,6 +123,11 @@ def build_run(task: str | gym.Env, algo: str, seed: int = 0, overrides: dict[str
     """distributed: a robotrl.distributed.DistributedSpec to collect on Ray actors (off-policy algorithms)."""
     seed = check_seed(seed)
     spec = get_algo(algo)
+    if distributed is None and spec.loop == "a3c":  # A3C's workers are Ray actors: a local instance by default
+        from robotrl.distributed import DistributedSpec
+        from robotrl.distributed.a3c import DEFAULT_WORKERS
+
+        distributed = DistributedSpec(collectors=DEFAULT_WORKERS)
     if distributed is not None:
         from robotrl.distributed import check_algo
 

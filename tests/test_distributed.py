@@ -156,6 +156,70 @@ def test_sac_learns_pendulum_from_two_collectors(local_ray):
     assert result["eval_mean_return"] >= 900, result
 
 
+A3C_TINY = {"n_envs": 2, "rollout_steps": 16, "eval_every": 0, "eval_episodes": 2, "hidden": [16]}
+
+
+def test_an_a3c_workers_gradient_applied_by_the_learner_is_a2cs_update():
+    """A3C's update is A2C's, split in two: the worker's gradient on its rollout, applied by the learner."""
+    from robotrl.distributed.a3c import Worker
+    from robotrl.distributed.loop import _weights
+
+    learner = build_run("pendulum", "a3c", seed=0, overrides=A3C_TINY)
+    threads = torch.get_num_threads()  # a worker sets its process's threads and seed; this test's are restored
+    worker = Worker(learner.card, learner.loop_cfg, learner.algo_cfg, seed=11)  # in-process: the Ray actor's class
+    worker.set_weights(_weights(learner), version=0)
+    seen = {}
+    gradients = worker.run.agent.gradients
+
+    def spy(rollout):
+        seen["rollout"] = type(rollout)(*(v.clone() if isinstance(v, torch.Tensor) else v
+                                          for v in vars(rollout).values()))
+        return gradients(rollout)
+
+    worker.run.agent.gradients = spy
+    result = worker.collect()
+    assert result["steps"] == 32 and result["version"] == 0
+    assert result["observed"].shape == (2 + 32, learner.obs_dim)  # the reset and every step, for the learner's stats
+    a2c = build_run("pendulum", "a2c", seed=0, overrides=A3C_TINY).agent
+    for name in ("actor", "critic"):
+        getattr(a2c, name).load_state_dict(getattr(learner.agent, name).state_dict())
+    a2c.update(seen["rollout"])
+    learner.agent.apply([torch.tensor(g) for g in result["grads"]], seen["rollout"].progress)
+    for name in ("actor", "critic"):
+        for (key, ours), theirs in zip(getattr(learner.agent, name).state_dict().items(),
+                                       getattr(a2c, name).state_dict().values(), strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0, msg=f"{name}.{key}")
+    assert learner.agent.updates == 1
+    torch.set_num_threads(threads)
+
+
+def test_a3c_workers_update_asynchronously_survive_a_kill_and_resume(local_ray, tmp_path):
+    spec = DistributedSpec(collectors=2)
+    run = build_run("pendulum", "a3c", seed=1, overrides=A3C_TINY, run_dir=tmp_path / "run", distributed=spec)
+    train(run, 640, progress=False, evaluate_at_end=False)
+    learner = run.loop_objects["learner"]
+    assert run.step == 32 * run.agent.updates and learner.version == run.agent.updates >= 20  # one per gradient
+    staleness = run.metrics.means()["gradient_staleness"]
+    assert 0 < staleness <= spec.collectors  # the other worker's gradients land while one computes
+    ray.kill(learner.handles[0])  # a worker dies mid-run
+    result = train(run, 1280, progress=False)
+    assert learner.replaced >= 1 and learner.generation[0] == 1 and run.step == 32 * run.agent.updates >= 1280
+    assert np.isfinite(result["eval_mean_return"]) and "gradient_staleness" in run.progress_rows[-1]
+    path = save_run(run)
+    resumed = load_run(path, run_dir=tmp_path / "run")  # the learner's parameters and shared RMSprop statistics
+    assert resumed.obs is None and resumed.agent.updates == run.agent.updates
+    for ours, theirs in zip(resumed.agent.optimizer.state_dict()["state"].values(),
+                            run.agent.optimizer.state_dict()["state"].values(), strict=True):
+        torch.testing.assert_close(ours["square_avg"], theirs["square_avg"], rtol=0, atol=0)
+    from robotrl.distributed import shutdown
+
+    shutdown(run)
+    resumed.distributed = spec
+    train(resumed, run.step + 64, progress=False, evaluate_at_end=False)
+    assert resumed.step >= run.step + 64 and resumed.agent.updates == resumed.step // 32
+    shutdown(resumed)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -168,6 +232,7 @@ def _free_port() -> int:
     (["--distributed", "workers=2"], "expected collectors=N"),
     (["--address", "127.0.0.1:6379"], "add --distributed collectors=N"),
     (["--distributed", "collectors=2", "--algo", "ppo"], "off-policy algorithms"),
+    (["--distributed", "collectors=2", "--algo", "a2c"], "--algo a3c"),
 ])
 def test_bad_distributed_command_lines_are_one_line_errors(tmp_path, args, needle):
     proc = subprocess.run([sys.executable, "-m", "robotrl.cli", "train", "pendulum", "--steps", "100",

@@ -1,7 +1,8 @@
 """Algorithms. Each exposes <Name>Config and <Name>Agent; a loop sees only the Agent contract:
 act(obs, explore) -> action, update(batch) -> metrics, policy() -> nn.Module, reset_episode(),
 state_dict() / load_state_dict(). Each spec names the loop that trains it: "off-policy" (robotrl.loop: replay,
-updates per step) or "on-policy" (robotrl.rollout: vectorised rollouts, one update per rollout)."""
+updates per step), "on-policy" (robotrl.rollout: vectorised rollouts, one update per rollout) or "a3c"
+(robotrl.distributed.a3c: on-policy rollouts on Ray workers, one update per worker gradient)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from robotrl.algos.a2c import A2CAgent, A2CConfig
+from robotrl.algos.a3c import A3CAgent, A3CConfig
 from robotrl.algos.ddpg import DDPGAgent, DDPGConfig
 from robotrl.algos.naf import NAFAgent, NAFConfig
 from robotrl.algos.ppo import PPOAgent, PPOConfig
@@ -25,7 +27,7 @@ class AlgoSpec:
     config_cls: type
     agent_cls: type
     summary: str
-    loop: Literal["off-policy", "on-policy"] = "off-policy"
+    loop: Literal["off-policy", "on-policy", "a3c"] = "off-policy"
 
     @property
     def loop_config_cls(self) -> type:
@@ -38,6 +40,9 @@ ALGOS: dict[str, AlgoSpec] = {
     "a2c": AlgoSpec("a2c", A2CConfig, A2CAgent,
                     "Advantage Actor-Critic (Mnih et al. 2016), synchronous: n-step or GAE advantages, RMSprop",
                     loop="on-policy"),
+    "a3c": AlgoSpec("a3c", A3CConfig, A3CAgent,
+                    "Asynchronous Advantage Actor-Critic (Mnih et al. 2016): A2C's gradients from Ray workers, "
+                    "applied as they arrive", loop="a3c"),
     "ddpg": AlgoSpec("ddpg", DDPGConfig, DDPGAgent,
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015), OU noise, Polyak targets"),
     "naf": AlgoSpec("naf", NAFConfig, NAFAgent,
@@ -68,6 +73,6 @@ def get_algo(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
-__all__ = ["ALGOS", "AlgoSpec", "get_algo", "A2CAgent", "A2CConfig", "REINFORCEAgent", "REINFORCEConfig",
-           "TRPOAgent", "TRPOConfig", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "PPOAgent",
+__all__ = ["ALGOS", "AlgoSpec", "get_algo", "A2CAgent", "A2CConfig", "A3CAgent", "A3CConfig", "REINFORCEAgent",
+           "REINFORCEConfig", "TRPOAgent", "TRPOConfig", "DDPGAgent", "DDPGConfig", "NAFAgent", "NAFConfig", "PPOAgent",
            "PPOConfig", "QTOptAgent", "QTOptConfig", "TD3Agent", "TD3Config", "SACAgent", "SACConfig"]

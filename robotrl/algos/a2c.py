@@ -2,7 +2,7 @@
 
 N environments step together for T steps; the advantages are n-step returns minus V (gae_lambda 1, each cut at
 the rollout's end by V of the next observation) or GAE(lambda); one gradient step per rollout on
-    L = -E[log pi(a|s) A] + vf_coef E[(V(s) - R)^2] / 2 - ent_coef E[H(pi(.|s))]
+    L = -E[log pi(a|s) A] + vf_coef E[(V(s) - R)^2] - ent_coef E[H(pi(.|s))]
 with RMSprop (the paper's optimiser; alpha 0.99, eps 1e-5 as SB3's A2C).
 """
 
@@ -54,14 +54,19 @@ class A2CAgent(GaussianActorCritic):
         self.optimizer = torch.optim.RMSprop(self.params, lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=1e-5)
 
     def update(self, rollout: Any) -> dict[str, torch.Tensor]:
+        lr = set_lr(self.optimizer, self.cfg.lr, rollout.progress, self.cfg.lr_anneal)
+        loss, metrics = self.loss(rollout)
+        gradient_step(self.optimizer, loss, self.cfg.max_grad_norm)
+        return {**metrics, "lr": torch.tensor(lr)}
+
+    def loss(self, rollout: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L of the module docstring on one rollout, and its parts."""
         cfg = self.cfg
-        lr = set_lr(self.optimizer, cfg.lr, rollout.progress, cfg.lr_anneal)
         batch = advantage_batch(rollout, cfg.gamma, cfg.gae_lambda, self.device)
         advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
         log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
         policy_loss = -(log_prob * advantages).mean()
         v_loss = value_loss(self.critic, batch)
-        gradient_step(self.optimizer, policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean(),
-                      cfg.max_grad_norm)
-        return {"policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.mean().detach(),
-                "lr": torch.tensor(lr), "log_std": self.actor.log_std.detach().mean()}
+        loss = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+        return loss, {"policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(),
+                      "entropy": entropy.mean().detach(), "log_std": self.actor.log_std.detach().mean()}

@@ -22,7 +22,8 @@ from typing import Any
 
 from robotrl.config import RobotrlError, first_line
 
-DISTRIBUTED_ALGOS = ("sac", "td3", "ddpg", "naf", "qtopt")
+OFF_POLICY_ALGOS = ("sac", "td3", "ddpg", "naf", "qtopt")
+DISTRIBUTED_ALGOS = (*OFF_POLICY_ALGOS, "a3c")  # a3c: robotrl.distributed.a3c, its actor-learner workers
 BELLMAN_ALGOS = ("qtopt",)
 
 
@@ -61,8 +62,9 @@ def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
 
 def check_algo(algo: str, spec: DistributedSpec | None = None) -> None:
     if algo not in DISTRIBUTED_ALGOS:
-        raise RobotrlError(f"--distributed trains the off-policy algorithms ({', '.join(DISTRIBUTED_ALGOS)}); "
-                           f"'{algo}' is not one of them")
+        hint = "; A3C is A2C's asynchronous form: --algo a3c" if algo == "a2c" else ""
+        raise RobotrlError(f"--distributed trains the off-policy algorithms ({', '.join(OFF_POLICY_ALGOS)}) and "
+                           f"a3c; '{algo}' is not one of them{hint}")
     if spec is not None and spec.bellman and algo not in BELLMAN_ALGOS:
         raise RobotrlError(f"--distributed bellman=M: Bellman updaters compute QT-Opt's CEM targets "
                            f"(--algo {', '.join(BELLMAN_ALGOS)}), not {algo}'s; leave out bellman=")

@@ -247,14 +247,7 @@ def advance(run: Run, logger: Any) -> None:
         start(run)
         learner = run.loop_objects["learner"]
     ray = learner.ray
-    block = None
-    while block is None:
-        (ref,), _ = ray.wait(list(learner.pending), num_returns=1)
-        index = learner.pending.pop(ref)
-        try:
-            block = ray.get(ref)  # read-only arrays from the object store; the replay copies what it keeps
-        except ray.exceptions.RayActorError:  # the collector died: a fresh one takes its place
-            _replace(run, learner, index)
+    index, block = next_block(run, learner)
     learner.pending[learner.handles[index].collect.remote()] = index
     first = True
     for t in range(len(block["reward"])):
@@ -266,11 +259,7 @@ def advance(run: Run, logger: Any) -> None:
         first = bool(block["episode_end"][t])
         run.step += 1
         off_policy._updates(run, (lambda run: _bellman_update(run, learner)) if learner.updaters else None)
-    for ret, length in zip(block["returns"], block["lengths"], strict=True):
-        run.episodes += 1
-        run.recent_returns.append(ret)
-        logger.scalar("train/episode_return", ret, run.step)
-        logger.scalar("train/episode_length", length, run.step)
+    log_episodes(run, logger, block)
     run.metrics.add({"collector_staleness": float(learner.version - block["version"])})
     learner.version = _updates(run)
     if run.step - learner.synced_at >= learner.spec.sync:
@@ -278,6 +267,28 @@ def advance(run: Run, logger: Any) -> None:
         for handle in learner.handles.values():
             handle.set_weights.remote(weights, learner.version)
         learner.synced_at = run.step
+
+
+def next_block(run: Run, learner: Learner) -> tuple[int, dict[str, Any]]:
+    """(index, result) of whichever collector's collect() finishes first; a collector that died is replaced (and
+    its fresh collect() started) while the wait goes on. The caller starts the next collect() of `index`."""
+    ray = learner.ray
+    while True:
+        (ref,), _ = ray.wait(list(learner.pending), num_returns=1)
+        index = learner.pending.pop(ref)
+        try:
+            return index, ray.get(ref)  # read-only arrays from the object store; the replay copies what it keeps
+        except ray.exceptions.RayActorError:  # the collector died: a fresh one takes its place
+            _replace(run, learner, index)
+
+
+def log_episodes(run: Run, logger: Any, block: dict[str, Any]) -> None:
+    """The episodes a collector finished in its block, counted and logged at the run's current step."""
+    for ret, length in zip(block["returns"], block["lengths"], strict=True):
+        run.episodes += 1
+        run.recent_returns.append(ret)
+        logger.scalar("train/episode_return", ret, run.step)
+        logger.scalar("train/episode_length", length, run.step)
 
 
 def _replace(run: Run, learner: Learner, index: int) -> None:
