@@ -9,7 +9,8 @@ the task's card (with --set overrides) past its warm-up, then times `--steps` mo
 updates/s in that window, Ray's start and the warm-up excluded. The costs table times one collector, one update,
 one regression and one Bellman target in this process, one thread each, and the projection divides them:
 one learner keeps up with N collectors while N x (collector steps/s) x updates_per_step x (learner ms per update)
-stays below 1, and M Bellman updaters keep up while M exceeds that env rate x updates_per_step x (target ms)."""
+stays below 1, and M Bellman updaters keep up while M exceeds that env rate x updates_per_step x (target ms).
+A layout with more actors than cores shares the cores: on 2 cores the rows past 1 collector measure contention."""
 
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ def throughput(task: str, algo: str, layout: tuple[int, int], steps: int, overri
     run = build_run(task, algo, seed=0, overrides=overrides, distributed=spec)
     warm = getattr(run.loop_cfg, "warmup_steps", 0) + 2 * block
     train(run, warm, progress=False, evaluate_at_end=False)  # Ray, the collectors and the warm-up: not timed
-    step0, updates0, t0 = run.step, int(run.agent.updates), time.perf_counter()
+    step0, updates0, t0, cpu0 = run.step, int(run.agent.updates), time.perf_counter(), time.process_time()
     train(run, step0 + steps, progress=False, evaluate_at_end=False)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0  # cpu: this (the learner's) process only
     if spec is not None:
         shutdown(run)
     return {"steps/s": (run.step - step0) / wall, "updates/s": (int(run.agent.updates) - updates0) / wall,
+            "learner ms/step": 1000 * cpu / (run.step - step0), "learner busy": cpu / wall,
             "updates_per_step": updates_per_step(run)}
 
 
@@ -102,14 +104,21 @@ def a3c_costs(run: Any, repeats: int) -> dict[str, float]:
     return costs
 
 
-def projection(costs: dict[str, float], updates_per_step: float, cores_per_machine: int) -> list[str]:
+def projection(costs: dict[str, float], updates_per_step: float, cores_per_machine: int,
+               learner_ms_per_step: float | None) -> list[str]:
+    """learner_ms_per_step: the learner process's CPU per env step measured in a distributed row (its updates,
+    replay inserts, Ray transfers), which bounds it where the update alone would promise more."""
     collector_rate = costs["collector steps/s"]
     learner_ms = costs.get("regress ms", costs["update ms"])
     learner_limit = 1000 / (updates_per_step * learner_ms)  # env steps/s one learner can absorb
-    saturate = learner_limit / collector_rate
     lines = [f"one learner ({learner_ms:.2f} ms per {'regression' if 'regress ms' in costs else 'update'}, "
-             f"{updates_per_step:g} updates per env step) absorbs at most {learner_limit:.0f} env steps/s: "
-             f"{saturate:.1f} collectors at {collector_rate:.0f} steps/s each saturate it"]
+             f"{updates_per_step:g} updates per env step) absorbs at most {learner_limit:.0f} env steps/s by its "
+             "updates alone"]
+    if learner_ms_per_step is not None and 1000 / learner_ms_per_step < learner_limit:
+        learner_limit = 1000 / learner_ms_per_step
+        lines.append(f"measured with its transfers and inserts ({learner_ms_per_step:.3f} ms of learner CPU per env "
+                     f"step, the largest distributed layout): at most {learner_limit:.0f} env steps/s")
+    lines.append(f"{learner_limit / collector_rate:.1f} collectors at {collector_rate:.0f} steps/s each saturate it")
     if "target ms" in costs:
         updaters = learner_limit * updates_per_step * costs["target ms"] / 1000
         lines.append(f"at that rate the CEM targets ({costs['target ms']:.2f} ms each) need {updaters:.1f} "
@@ -147,20 +156,24 @@ def main() -> None:
         connect(DistributedSpec(collectors=max(c for c, _ in layouts) + max(b for _, b in layouts)))
     print(f"{args.task} {args.algo}, {args.steps} timed env steps per row, sync={args.sync}, block={args.block}, "
           f"{torch.get_num_threads()} torch threads in the learner\n")
-    print("| layout | env steps/s | learner updates/s |\n|---|---|---|")
-    upd = 1.0
+    print("| layout | env steps/s | learner updates/s | learner CPU ms per env step | learner busy |\n"
+          "|---|---|---|---|---|")
+    upd, learner_ms_per_step = 1.0, None
     for collectors, bellman in layouts:
         row = throughput(args.task, args.algo, (collectors, bellman), args.steps, overrides, args.sync, args.block)
         upd = row["updates_per_step"]
         name = "single process" if collectors == 0 else f"{collectors} collector(s)" + (
             f" + {bellman} Bellman updater(s)" if bellman else "")
-        print(f"| {name} | {row['steps/s']:.0f} | {row['updates/s']:.0f} |", flush=True)
+        print(f"| {name} | {row['steps/s']:.0f} | {row['updates/s']:.0f} | {row['learner ms/step']:.3f} | "
+              f"{row['learner busy']:.0%} |", flush=True)
+        if collectors:
+            learner_ms_per_step = row["learner ms/step"]
     costs = per_actor_costs(args.task, args.algo, overrides, args.block, args.repeats)
     print("\n| per-actor cost (one thread) | value |\n|---|---|")
     for name, value in costs.items():
         print(f"| {name} | {value:.2f} |")
     print("\nprojection:")
-    for line in projection(costs, upd, args.cores_per_machine):
+    for line in projection(costs, upd, args.cores_per_machine, learner_ms_per_step):
         print(f"- {line}")
 
 
