@@ -76,6 +76,8 @@ def sb3_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any, action_dim: int) -> dict
 
     if algo in ("ppo", "a2c"):
         return sb3_on_policy_kwargs(algo, loop_cfg, algo_cfg)
+    if algo not in ("sac", "td3", "ddpg"):
+        raise RobotrlError(f"Stable-Baselines3 has no {algo}; run it with --libraries robotrl")
 
     lrs = {algo_cfg.actor_lr, algo_cfg.critic_lr} | ({algo_cfg.alpha_lr} if algo == "sac" else set())
     if len(lrs) != 1:
@@ -250,7 +252,13 @@ def run_robotrl(task: str, algo: str, seed: int, steps: int, episodes: int, over
 
     run = build_run(task, algo, seed=seed, overrides=overrides)
     t0 = time.perf_counter()
-    train(run, steps, progress=False)
+    try:
+        train(run, steps, progress=False)
+    finally:
+        if run.distributed is not None:  # a3c's Ray workers, so the next run in this process starts its own
+            from robotrl.distributed import shutdown
+
+            shutdown(run)
     wall = time.perf_counter() - t0
     eval_env = make_env(run.card, normalize_actions=False)
     res = run_episodes(run_policy(run), eval_env, episodes, eval_seed_base(seed, "report"))
@@ -340,7 +348,7 @@ def plot_results(results: list[dict[str, Any]], output: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="reach", help="a task card, or several comma-separated (one table)")
-    p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg, ppo, a2c")
+    p.add_argument("--algos", default="sac,td3", help="comma-separated: sac, td3, ddpg, ppo, a2c (a3c: robotrl only)")
     p.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated: robotrl, sb3")
     p.add_argument("--steps", type=int, default=30_000)
     p.add_argument("--seeds", default="0,1,2")
