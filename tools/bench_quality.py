@@ -160,10 +160,25 @@ def _scripted_warmup(model: Any, script: Any, goals: Any, noise: float, seed: in
     model._sample_action = scripted_sample
 
 
+def sb3_vec_env(card: Any, loop_cfg: Any, algo_cfg: Any, seed: int, flatten_goals: bool = True) -> Any:
+    """The card's n_envs training envs as SB3's DummyVecEnv, seeded; robotrl's running observation normaliser and
+    return scaler as VecNormalize."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=flatten_goals)
+                        for _ in range(getattr(loop_cfg, "n_envs", 1))])
+    venv.seed(seed)
+    norm_reward = getattr(loop_cfg, "normalize_reward", False)
+    if loop_cfg.normalize_obs or norm_reward:
+        venv = VecNormalize(venv, norm_obs=loop_cfg.normalize_obs, norm_reward=norm_reward, clip_obs=10.0,
+                            gamma=algo_cfg.gamma)
+    return venv
+
+
 def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, overrides: dict[str, Any]) -> dict:
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
     card = load_card(task)
     loop_cfg, algo_cfg = card_configs(card, algo, overrides)
@@ -171,13 +186,7 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
     goals = goal_wrapper(eval_env)  # goal tasks: SB3 trains on the Dict observation (MultiInputPolicy + HER)
-    n_envs = getattr(loop_cfg, "n_envs", 1)
-    venv = DummyVecEnv([lambda: make_env(card, flatten_goals=goals is None) for _ in range(n_envs)])
-    venv.seed(seed)
-    norm_reward = getattr(loop_cfg, "normalize_reward", False)
-    if loop_cfg.normalize_obs or norm_reward:  # robotrl's running normaliser and return scaler: VecNormalize
-        venv = VecNormalize(venv, norm_obs=loop_cfg.normalize_obs, norm_reward=norm_reward, clip_obs=10.0,
-                            gamma=algo_cfg.gamma)
+    venv = sb3_vec_env(card, loop_cfg, algo_cfg, seed, flatten_goals=goals is None)
     cls = getattr(stable_baselines3, algo.upper())
     kwargs = sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0])
     model = cls("MlpPolicy" if goals is None else "MultiInputPolicy", venv, seed=seed, verbose=0, **kwargs)

@@ -2,6 +2,12 @@
 
     python tools/bench_speed.py                                  # sac, td3, ddpg on cheetah and reach
     python tools/bench_speed.py --algos sac --tasks cheetah --steps 3000 --json
+    python tools/bench_speed.py --algos ppo --tasks hopper,walker,cheetah --steps 20480 --threads 1 --sb3-threads 1
+
+On-policy rows (ppo, a2c) run each task card's own settings on both libraries (rollouts, networks, observation and
+reward normalisation, translated by tools/bench_quality.sb3_on_policy_kwargs and sb3_vec_env), with no warm-up:
+env-steps/s over the whole run (every rollout and its update), ms per update (one update on the last rollout: all
+its epochs), and no arithmetic-floor columns.
 
 Each measurement is its own process (so peak memory is per run), and the libraries alternate A B A B
 (--repeats pairs), so a drift in machine speed hits both. Settings are identical by construction: the
@@ -36,13 +42,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import card_configs, sb3_kwargs  # noqa: E402
+from bench_quality import card_configs, sb3_kwargs, sb3_vec_env  # noqa: E402
 
 from robotrl.envs import load_card, make_env  # noqa: E402
 from robotrl.run import build_run, train  # noqa: E402
 
 NETS = {"sac": [256, 256], "td3": [400, 300], "ddpg": [400, 300]}  # SB3's MlpPolicy defaults
 BATCH = 256
+ON_POLICY = ("ppo", "a2c")  # with their cards' own settings on both libraries
+
+
+def on_policy_overrides(threads: int) -> dict[str, Any]:
+    return {"eval_every": 0, "checkpoint_every": 0, "eval_episodes": 1, "torch_threads": threads}
 
 
 def overrides(algo: str, warmup: int, threads: int) -> dict[str, Any]:
@@ -156,6 +167,30 @@ def measure_robotrl(algo: str, task: str, steps: int, warmup: int, threads: int,
             "action_dim": run.action_dim, "policy_delay": getattr(run.algo_cfg, "policy_delay", 2)}
 
 
+def measure_robotrl_on_policy(algo: str, task: str, steps: int, threads: int, updates: int) -> dict[str, Any]:
+    run = build_run(task, algo, seed=0, overrides=on_policy_overrides(threads))
+    t0 = time.perf_counter()
+    train(run, steps, progress=False, evaluate_at_end=False)
+    learn_s = time.perf_counter() - t0
+    last = run.buffer.rollout(run.agent.value(run.normalizer(torch.as_tensor(run.obs))), 0.0)
+    return {"learn_s": learn_s, "steps": run.step, "update_s": _time_loop(lambda: run.agent.update(last), updates)}
+
+
+def measure_sb3_on_policy(algo: str, task: str, steps: int, threads: int, updates: int) -> dict[str, Any]:
+    import stable_baselines3
+
+    card = load_card(task)
+    loop_cfg, algo_cfg = card_configs(card, algo, on_policy_overrides(threads))
+    torch.set_num_threads(threads)
+    venv = sb3_vec_env(card, loop_cfg, algo_cfg, seed=0)
+    model = getattr(stable_baselines3, algo.upper())("MlpPolicy", venv, seed=0, verbose=0,
+                                                     **sb3_kwargs(algo, loop_cfg, algo_cfg, venv.action_space.shape[0]))
+    t0 = time.perf_counter()
+    model.learn(steps)
+    learn_s = time.perf_counter() - t0
+    return {"learn_s": learn_s, "steps": model.num_timesteps, "update_s": _time_loop(model.train, updates)}
+
+
 def measure_sb3(algo: str, task: str, steps: int, warmup: int, threads: int, updates: int) -> dict[str, Any]:
     import stable_baselines3
     from stable_baselines3.common.callbacks import BaseCallback
@@ -193,6 +228,14 @@ def _time_loop(fn: Any, n: int) -> float:
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:
+    if job["algo"] in ON_POLICY:
+        fn = measure_robotrl_on_policy if job["library"] == "robotrl" else measure_sb3_on_policy
+        m = fn(job["algo"], job["task"], job["steps"], job["threads"], max(3, job["updates"] // 50))
+        return {**job, "env_steps_per_s": round(m["steps"] / m["learn_s"], 1),
+                "ms_per_step": round(1e3 * m["learn_s"] / m["steps"], 3),
+                "ms_per_update": round(1e3 * m["update_s"], 2),
+                "floor_ms": float("nan"), "gemms_ms": float("nan"), "floor_fraction": float("nan"),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     fn = measure_robotrl if job["library"] == "robotrl" else measure_sb3
     m = fn(job["algo"], job["task"], job["steps"], job["warmup"], job["threads"], job["updates"])
     ms_per_step = 1e3 * m["learn_s"] / job["steps"]
@@ -241,9 +284,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("|---" * (head.count("|") - 1) + "|")
     for r in rows:
         ratio = "-" if r["ratio_vs_sb3_best"] is None else f"{r['ratio_vs_sb3_best']:.2f}x"
+        floor = "| - | - | - |" if np.isnan(r["floor_ms"]) else (
+            f"| {r['floor_ms']:.2f} | {100 * r['floor_fraction']:.0f}% | {r['gemms_ms']:.2f} |")
         print(f"| {r['task']} | {r['algo']} | {r['library']} | {r['threads']} | {r['env_steps_per_s']:.0f} | "
-              f"{r['ms_per_update']:.2f} | {r['peak_rss_mib']:.0f} | {ratio} | {r['floor_ms']:.2f} | "
-              f"{100 * r['floor_fraction']:.0f}% | {r['gemms_ms']:.2f} |")
+              f"{r['ms_per_update']:.2f} | {r['peak_rss_mib']:.0f} | {ratio} {floor}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks.split(","):
         load_card(task)
         for algo in args.algos.split(","):
-            if algo not in NETS:
-                print(f"error: unknown algorithm '{algo}'; allowed: {', '.join(NETS)}", file=sys.stderr)
+            if algo not in NETS and algo not in ON_POLICY:
+                print(f"error: unknown algorithm '{algo}'; allowed: {', '.join((*NETS, *ON_POLICY))}", file=sys.stderr)
                 return 2
             for _ in range(args.repeats):
                 for t in sorted({t for lib in libs for t in threads[lib]}):

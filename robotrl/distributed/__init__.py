@@ -11,6 +11,9 @@ the single-process run's own (robotrl.run); robotrl.distributed.loop is the loop
 With no address Ray starts a local instance on this machine; with one the run joins that cluster. A collector
 that dies is replaced by a fresh one (new episode, next seed generation) and the run goes on; what the replay holds
 is never lost. A checkpoint holds the learner and replay; resuming starts new collector episodes.
+
+A3C (`--algo a3c`) runs here too: its actor-learner workers are the collectors of robotrl.distributed.a3c, which
+return gradients instead of transitions.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ BELLMAN_ALGOS = ("qtopt",)
 
 @dataclass(frozen=True)
 class DistributedSpec:
-    collectors: int
+    collectors: int  # A3C: its actor-learner workers
     sync: int = 1000  # env steps (all collectors together) between weight broadcasts
     block: int = 100  # a collector returns its block at the first episode end after this many steps
     bellman: int = 0  # QT-Opt's Bellman-updater actors (0: the learner computes its own targets)

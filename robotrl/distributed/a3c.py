@@ -27,7 +27,15 @@ from robotrl import rollout
 from robotrl.algos import get_algo
 from robotrl.algos.common import load_acting_state
 from robotrl.distributed import DistributedSpec, connect
-from robotrl.distributed.loop import Learner, _Episodes, _weights, collector_seed, log_episodes, next_block
+from robotrl.distributed.loop import (
+    Learner,
+    _Episodes,
+    _weights,
+    collector_seed,
+    launch_collectors,
+    log_episodes,
+    next_block,
+)
 from robotrl.envs import make_env, task_source
 from robotrl.nets import ObsNormalizer
 from robotrl.run import Run
@@ -101,13 +109,7 @@ def start(run: Run) -> None:
 
     learner = Learner(spec=spec, ray=ray, launch=launch, version=run.agent.updates, synced_at=run.step)
     run.loop_objects["learner"] = learner
-    weights = ray.put(_weights(run))
-    for index in range(spec.collectors):
-        learner.generation[index] = 0
-        learner.handles[index] = launch(index, 0)
-        learner.handles[index].set_weights.remote(weights, learner.version)
-        learner.pending[learner.handles[index].collect.remote()] = index
-    run.obs = np.zeros(run.obs_dim, dtype=np.float32)  # the learner has no env of its own; marks "started"
+    launch_collectors(run, learner)
 
 
 def advance(run: Run, logger: Any) -> None:

@@ -168,12 +168,7 @@ def start(run: Run) -> None:
 
     learner = Learner(spec=spec, ray=ray, launch=launch, version=_updates(run), synced_at=run.step)
     run.loop_objects["learner"] = learner
-    weights = ray.put(_weights(run))
-    for index in range(spec.collectors):
-        learner.generation[index] = 0
-        learner.handles[index] = launch(index, 0)
-        learner.handles[index].set_weights.remote(weights, learner.version)
-        learner.pending[learner.handles[index].collect.remote()] = index
+    launch_collectors(run, learner)
     if spec.bellman:
         updater = ray.remote(num_cpus=1)(BellmanUpdater)
         learner.launch_updater = lambda index, generation: updater.remote(
@@ -182,7 +177,18 @@ def start(run: Run) -> None:
             learner.updater_generation[index] = 0
             learner.updaters[index] = learner.launch_updater(index, 0)
         _send_targets(run, learner)
-    run.obs = np.zeros(run.obs_dim, dtype=np.float32)  # the learner has no env of its own; marks "started"
+
+
+def launch_collectors(run: Run, learner: Learner) -> None:
+    """spec.collectors actors (generation 0), each sent the current weights, each with its first collect() running;
+    marks the run started (the learner has no env of its own)."""
+    weights = learner.ray.put(_weights(run))
+    for index in range(learner.spec.collectors):
+        learner.generation[index] = 0
+        learner.handles[index] = learner.launch(index, 0)
+        learner.handles[index].set_weights.remote(weights, learner.version)
+        learner.pending[learner.handles[index].collect.remote()] = index
+    run.obs = np.zeros(run.obs_dim, dtype=np.float32)
 
 
 def _updates(run: Run) -> int:
