@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from robotrl.algos.a2c import A2CAgent, A2CConfig
+from robotrl.algos.common import clipped_step
 from robotrl.algos.policy_gradient import set_lr
 
 
@@ -49,9 +49,7 @@ class A3CAgent(A2CAgent):
         lr = set_lr(self.optimizer, self.cfg.lr, progress, self.cfg.lr_anneal)
         for param, grad in zip(self.params, grads, strict=True):
             param.grad = grad.to(param.device)
-        if self.cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
-        self.optimizer.step()
+        clipped_step(self.optimizer, self.cfg.max_grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
         return {"lr": torch.tensor(lr)}

@@ -71,6 +71,11 @@ def gradient_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad
     that global norm."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    clipped_step(optimizer, max_grad_norm)
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float = 0.0) -> None:
+    """The optimiser's step on the gradients its parameters hold, first clipped to that global norm if > 0."""
     if max_grad_norm > 0:
         nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
     optimizer.step()

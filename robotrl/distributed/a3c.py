@@ -25,9 +25,9 @@ import torch
 
 from robotrl import rollout
 from robotrl.algos import get_algo
-from robotrl.algos.common import load_acting_state
 from robotrl.distributed import DistributedSpec, connect
 from robotrl.distributed.loop import (
+    ActingCopy,
     Learner,
     _Episodes,
     _weights,
@@ -56,7 +56,7 @@ class _RecordingNormalizer(ObsNormalizer):
         super().update(obs)
 
 
-class Worker:
+class Worker(ActingCopy):
     """One actor-learner: its own n_envs envs, actor, critic and seeds; collect() returns one rollout's gradient."""
 
     def __init__(self, source: Any, loop_cfg: Any, algo_cfg: Any, seed: int) -> None:
@@ -75,11 +75,6 @@ class Worker:
                        rng=np.random.default_rng(seed + 2))
         rollout.setup(self.run, lambda: make_env(source), None)
         self.version = -1
-
-    def set_weights(self, weights: dict[str, Any], version: int) -> None:
-        load_acting_state(self.run.agent, weights["acting"])
-        self.run.normalizer.load_state_dict(weights["normalizer"])
-        self.version = version
 
     def collect(self) -> dict[str, Any]:
         run, episodes = self.run, _Episodes()

@@ -70,7 +70,19 @@ def collector_seed(run_seed: int, index: int, generation: int, role: int = 0) ->
     return int(np.random.SeedSequence(words).generate_state(1)[0] % (2**31 - 1))
 
 
-class Collector:
+class ActingCopy:
+    """What every collector-like actor shares: a Run of its own whose agent and normaliser the learner refreshes."""
+
+    run: Run
+    version: int  # the learner's update count when the weights were sent; -1 before any
+
+    def set_weights(self, weights: dict[str, Any], version: int) -> None:
+        load_acting_state(self.run.agent, weights["acting"])
+        self.run.normalizer.load_state_dict(weights["normalizer"])
+        self.version = version
+
+
+class Collector(ActingCopy):
     """One collector: its own env, acting networks and seeds; collect() runs whole episodes with its weights."""
 
     def __init__(self, source: Any, algo: str, loop_cfg: Any, algo_cfg: Any, seed: int, warmup_steps: int,
@@ -90,11 +102,6 @@ class Collector:
         if cfg.warmup_policy == "scripted":
             self.run.script = env.unwrapped.scripted_policy()
         self.block, self.version = block, -1
-
-    def set_weights(self, weights: dict[str, Any], version: int) -> None:
-        load_acting_state(self.run.agent, weights["acting"])
-        self.run.normalizer.load_state_dict(weights["normalizer"])
-        self.version = version
 
     def collect(self) -> dict[str, Any]:
         run, episodes = self.run, _Episodes()
