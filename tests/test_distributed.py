@@ -196,8 +196,14 @@ def test_an_a3c_workers_gradient_applied_by_the_learner_is_a2cs_update():
 def test_a3c_workers_update_asynchronously_survive_a_kill_and_resume(local_ray, tmp_path):
     spec = DistributedSpec(collectors=2)
     run = build_run("pendulum", "a3c", seed=1, overrides=A3C_TINY, run_dir=tmp_path / "run", distributed=spec)
-    train(run, 640, progress=False, evaluate_at_end=False)
+    from robotrl.distributed import a3c
+
+    a3c.start(run)
     learner = run.loop_objects["learner"]
+    # Both workers up before the first gradient: on a loaded machine one worker's process can otherwise finish
+    # all 20 rollouts while the other is still importing torch, and no gradient would be stale.
+    ray.get([handle.__ray_ready__.remote() for handle in learner.handles.values()])
+    train(run, 640, progress=False, evaluate_at_end=False)
     assert run.step == 32 * run.agent.updates and learner.version == run.agent.updates >= 20  # one per gradient
     staleness = run.metrics.means()["gradient_staleness"]
     assert 0 < staleness <= spec.collectors  # the other worker's gradients land while one computes
