@@ -11,7 +11,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from robotrl.config import LoopConfig, RobotrlError
 from robotrl.envs import get_env_state, set_env_state
@@ -71,7 +70,7 @@ def _act(run: Run) -> np.ndarray:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
     if run.step < cfg.warmup_steps:
         return run.rng.uniform(-1.0, 1.0, run.action_dim).astype(np.float32)
-    obs = run.normalizer(torch.as_tensor(run.obs, dtype=torch.float32)).numpy()
+    obs = run.normalizer.normalize(run.obs)
     return run.agent.act(obs, explore=True).astype(np.float32)
 
 

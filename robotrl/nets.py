@@ -255,6 +255,9 @@ def policy_gradient_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, out_ga
     return nn.Sequential(*layers)
 
 
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
 class GaussianPolicy(nn.Module):
     """pi(a|s) = N(mu(s), diag(exp(log_std))^2) with a state-independent log std; forward() is the mean, the
     deployed (deterministic) action. Samples are unbounded; the env boundary clips them to [-1, 1]."""
@@ -271,6 +274,21 @@ class GaussianPolicy(nn.Module):
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         mean = self.mean(obs)
         return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a ~ pi(.|s), log pi(a|s) summed over action dims), written out rather than through
+        torch.distributions.Normal, whose construction and argument checks cost more than the network at batch 1."""
+        mean = self.mean(obs)
+        noise = torch.randn_like(mean)
+        action = torch.addcmul(mean, noise, self.log_std.exp())
+        return action, (-0.5 * noise.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
+
+    def log_prob_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi(a|s), entropy of pi(.|s)), each summed over action dims: Normal's log density and entropy."""
+        z = (actions - self.mean(obs)) * (-self.log_std).exp()
+        log_prob = (-0.5 * z.square() - self.log_std - LOG_SQRT_2PI).sum(-1)
+        entropy = (0.5 + LOG_SQRT_2PI + self.log_std).sum().expand(log_prob.shape)
+        return log_prob, entropy
 
 
 class ObsNormalizer(nn.Module):
@@ -297,30 +315,40 @@ class ObsNormalizer(nn.Module):
             mask = np.isfinite(low) & np.isfinite(high) & (high > low)
             if mask.any():
                 low, high = low[mask].astype(np.float64), high[mask].astype(np.float64)
-                self.known = (torch.from_numpy(mask), torch.from_numpy((low + high) / 2.0),
-                              torch.from_numpy(((high - low) / 2.0) ** 2))
+                self.known = (mask, (low + high) / 2.0, ((high - low) / 2.0) ** 2)
                 self._fix_known()
 
-    @torch.no_grad()
     def _fix_known(self) -> None:
         if self.known is not None:
             mask, centre, half_range_sq = self.known
-            self.mean[mask], self.var[mask] = centre, half_range_sq
+            self.mean.numpy()[mask], self.var.numpy()[mask] = centre, half_range_sq
 
-    @torch.no_grad()
     def update(self, obs: np.ndarray) -> None:
+        """Fold a batch of raw observations (or one) into the statistics: Chan et al.'s parallel update, in numpy
+        on views of the (CPU) buffers, as torch ops on an 11-float vector cost ~10x their arithmetic."""
         if not self.enabled:
             return
-        batch = torch.tensor(np.atleast_2d(obs), dtype=torch.float64)  # a copy: Ray hands over read-only arrays
+        batch = np.atleast_2d(np.asarray(obs, dtype=np.float64))
         n = batch.shape[0]
-        b_mean, b_var = batch.mean(0), batch.var(0, unbiased=False)
-        total = self.count + n
-        delta = b_mean - self.mean
-        m2 = self.var * self.count + b_var * n + delta.pow(2) * self.count * n / total
-        self.mean += delta * n / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        b_mean = batch[0] if n == 1 else batch.mean(0)
+        total = count + n
+        delta = b_mean - mean
+        m2 = var * count + delta**2 * (count * n / total)
+        if n > 1:
+            m2 += batch.var(0) * n
+        mean += delta * (n / total)
+        var[:] = m2 / total
+        count[...] = total
         self._fix_known()
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """forward() in numpy (float32, the same operations): the loops' per-step path."""
+        if not self.enabled:
+            return np.asarray(obs, dtype=np.float32)
+        mean = self.mean.numpy().astype(np.float32)
+        inv_std = (1.0 / np.sqrt(self.var.numpy() + self.eps)).astype(np.float32)
+        return np.clip((np.asarray(obs, dtype=np.float32) - mean) * inv_std, -self.clip, self.clip)
 
     def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, 1/std) as float32, for freezing into an exported module."""

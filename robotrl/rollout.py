@@ -48,12 +48,16 @@ class RolloutBuffer:
 
         self.obs, self.actions = zeros(obs_dim), zeros(action_dim)
         self.log_probs, self.values, self.rewards, self.dones = zeros(), zeros(), zeros(), zeros()
+        # numpy views of the same memory: a step's row is written through them (a numpy assignment costs a
+        # fraction of a torch index_put on rows this small)
+        self.rows = [t.numpy() for t in (self.obs, self.actions, self.log_probs, self.values, self.rewards,
+                                         self.dones)]
 
     def store(self, t: int, obs: torch.Tensor, action: torch.Tensor, log_prob: torch.Tensor, value: torch.Tensor,
               reward: np.ndarray, done: np.ndarray) -> None:
-        self.obs[t], self.actions[t], self.log_probs[t], self.values[t] = obs, action, log_prob, value
-        self.rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-        self.dones[t] = torch.as_tensor(done, dtype=torch.float32)
+        values = (obs.numpy(), action.numpy(), log_prob.numpy(), value.numpy(), reward, done)
+        for row, value_t in zip(self.rows, values, strict=True):
+            row[t] = value_t
 
     def rollout(self, last_values: torch.Tensor, progress: float) -> Rollout:
         return Rollout(self.obs, self.actions, self.log_probs, self.values, self.rewards, self.dones,
@@ -70,7 +74,11 @@ class ReturnScaler:
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         self.returns = self.returns * self.gamma + reward
-        n, b_mean, b_var = len(self.returns), float(self.returns.mean()), float(self.returns.var())
+        n = len(self.returns)
+        if n == 1:  # one env: the batch's mean is its only return and its variance 0 (no numpy reductions)
+            b_mean, b_var = float(self.returns[0]), 0.0
+        else:
+            b_mean, b_var = float(self.returns.mean()), float(self.returns.var())
         total = self.count + n
         delta = b_mean - self.mean
         self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total
@@ -109,7 +117,7 @@ def start(run: Run) -> None:
 
 
 def _normalized(run: Run, obs: np.ndarray) -> torch.Tensor:
-    return run.normalizer(torch.as_tensor(obs, dtype=torch.float32))
+    return torch.from_numpy(run.normalizer.normalize(obs))
 
 
 def advance(run: Run, logger: RunLogger) -> None:
@@ -124,7 +132,7 @@ def collect(run: Run, logger: Any) -> Any:
     for t in range(cfg.rollout_steps):
         obs = _normalized(run, run.obs)
         action, log_prob, value = agent.sample(obs)
-        next_obs, reward, terminated, truncated, info = run.env.step(action.clamp(-1.0, 1.0).numpy())
+        next_obs, reward, terminated, truncated, info = run.env.step(np.clip(action.numpy(), -1.0, 1.0))
         done = terminated | truncated
         train_reward = scaler(reward, done) if scaler is not None else reward.astype(np.float64)
         cut = np.flatnonzero(truncated & ~terminated)

@@ -167,6 +167,15 @@ def test_obs_normalizer_matches_numpy_statistics():
     np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-10)
     out = norm(torch.as_tensor(data, dtype=torch.float32))
     assert abs(out.mean()) < 1e-3 and out.std().item() == pytest.approx(1.0, abs=1e-2)
+    np.testing.assert_array_equal(norm.normalize(data), out.numpy())  # the loops' numpy path is forward() exactly
+
+    one_at_a_time = ObsNormalizer(4)  # the per-step path (a single row), into a loaded copy's buffers
+    one_at_a_time.load_state_dict(ObsNormalizer(4).state_dict())
+    for row in data:
+        one_at_a_time.update(row)
+    np.testing.assert_allclose(one_at_a_time.mean.numpy(), data.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(one_at_a_time.var.numpy(), data.var(0), rtol=1e-10)
+    assert float(one_at_a_time.count) == pytest.approx(1000.0)
 
 
 def test_obs_normalizer_maps_dimensions_with_finite_bounds_by_their_range_and_never_updates_them():

@@ -12,6 +12,7 @@ from conftest import split_and_whole_runs
 from robotrl import RobotrlError
 from robotrl.algos.policy_gradient import Batch
 from robotrl.algos.ppo import PPOConfig, adapt_beta, surrogate_loss
+from robotrl.nets import GaussianPolicy
 from robotrl.run import build_run, evaluate_run, train
 from robotrl.targets import gae
 
@@ -40,6 +41,24 @@ def test_gae_with_lambda_one_is_the_discounted_return_minus_the_baseline():
 def _one_row_batch(old_log_prob: float, advantage: float) -> Batch:
     t = torch.tensor
     return Batch(t([[0.0]]), t([[0.0]]), t([old_log_prob]), t([0.0]), t([advantage]), t([0.0]))
+
+
+def test_the_gaussian_policys_written_out_sample_log_prob_and_entropy_are_normals():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(5, 3, (16,), log_std_init=-0.7)
+    obs = torch.randn(64, 5)
+    normal = policy.distribution(obs)
+    torch.manual_seed(1)
+    action, log_prob = policy.sample(obs)
+    torch.manual_seed(1)
+    expected = normal.loc + normal.scale * torch.randn_like(normal.loc)
+    torch.testing.assert_close(action, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(log_prob, normal.log_prob(action).sum(-1), rtol=1e-6, atol=1e-5)
+    log_prob, entropy = policy.log_prob_entropy(obs, action)
+    torch.testing.assert_close(log_prob, normal.log_prob(action).sum(-1), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1), rtol=1e-6, atol=1e-6)
+    log_prob.sum().backward()  # and the gradient reaches the mean network and the log std
+    assert policy.log_std.grad is not None and all(p.grad is not None for p in policy.mean.parameters())
 
 
 @pytest.mark.parametrize(("ratio", "advantage", "gradient"), [

@@ -60,16 +60,15 @@ class GaussianActorCritic(AgentState):
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        action = self.actor.distribution(x).sample() if explore else self.actor(x)
+        action = self.actor.sample(x)[0] if explore else self.actor(x)
         return np.clip(action.cpu().numpy(), -1.0, 1.0)
 
     @torch.no_grad()
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(action, log pi(action|s), V(s)) for a batch of normalised observations, on the CPU."""
         x = obs.to(self.device)
-        dist = self.actor.distribution(x)
-        action = dist.sample()
-        return action.cpu(), dist.log_prob(action).sum(-1).cpu(), self.critic(x).squeeze(-1).cpu()
+        action, log_prob = self.actor.sample(x)
+        return action.cpu(), log_prob.cpu(), self.critic(x).squeeze(-1).cpu()
 
     @torch.no_grad()
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -126,8 +125,7 @@ def minibatches(n: int, size: int) -> Iterator[torch.Tensor]:
 
 def log_prob_entropy(actor: GaussianPolicy, obs: torch.Tensor, actions: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    dist = actor.distribution(obs)
-    return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
+    return actor.log_prob_entropy(obs, actions)
 
 
 def value_loss(critic: nn.Module, batch: Batch, clip: float | None = None) -> torch.Tensor:
