@@ -33,9 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
-    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M]",
+    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,replay=1]",
                    help="collect on N Ray actors while this process learns (off-policy algorithms; QT-Opt's "
-                        "Bellman targets on M more; for a3c, its N actor-learner workers; needs robotrl[distributed])")
+                        "Bellman targets on M more; replay=1: the replay on an actor of its own; for a3c, its N "
+                        "actor-learner workers; needs robotrl[distributed])")
     t.add_argument("--address", metavar="HOST:PORT",
                    help="with --distributed: join the Ray cluster at this head node (default: start Ray here)")
 

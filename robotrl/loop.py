@@ -28,14 +28,20 @@ def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) 
     run.env = make_train_env()
     if horizon is not None and cfg.n_step > horizon:
         raise RobotrlError(f"config key 'n_step' must be at most the task's horizon ({horizon}), got {cfg.n_step}")
-    image = getattr(run.algo_cfg, "image_shape", ())  # a pixel observation's image: stored as uint8
-    run.buffer = ReplayBuffer(run.obs_dim, run.action_dim, cfg.buffer_size, seed=run.seed + 1, n_step=cfg.n_step,
-                              gamma=run.algo_cfg.gamma, hindsight=_hindsight(run.env, cfg, run.task),
-                              uint8_tail=int(np.prod(image)) if image else 0)
+    run.buffer = make_replay(run.env, run.obs_dim, run.action_dim, cfg, run.algo_cfg, run.seed, run.task)
     if cfg.warmup_policy == "scripted":
         if not hasattr(run.env.unwrapped, "scripted_policy"):
             raise RobotrlError(f"warmup_policy 'scripted': task '{run.task}' has no scripted policy; use 'uniform'")
         run.script = run.env.unwrapped.scripted_policy()
+
+
+def make_replay(env: gym.Env, obs_dim: int, action_dim: int, cfg: LoopConfig, algo_cfg: Any, seed: int,
+                task: str) -> ReplayBuffer:
+    """The run's replay: n-step windows, hindsight relabelling and uint8 image storage as the card asks (the
+    distributed replay actor builds its own with this)."""
+    image = getattr(algo_cfg, "image_shape", ())  # a pixel observation's image: stored as uint8
+    return ReplayBuffer(obs_dim, action_dim, cfg.buffer_size, seed=seed + 1, n_step=cfg.n_step, gamma=algo_cfg.gamma,
+                        hindsight=_hindsight(env, cfg, task), uint8_tail=int(np.prod(image)) if image else 0)
 
 
 def _hindsight(env: gym.Env, cfg: LoopConfig, name: str) -> Hindsight | None:

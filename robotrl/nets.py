@@ -324,19 +324,25 @@ class ObsNormalizer(nn.Module):
             self.mean.numpy()[mask], self.var.numpy()[mask] = centre, half_range_sq
 
     def update(self, obs: np.ndarray) -> None:
-        """Fold a batch of raw observations (or one) into the statistics: Chan et al.'s parallel update, in numpy
-        on views of the (CPU) buffers, as torch ops on an 11-float vector cost ~10x their arithmetic."""
+        """Fold a batch of raw observations (or one) into the statistics, in numpy on views of the (CPU) buffers, as
+        torch ops on an 11-float vector cost ~10x their arithmetic."""
         if not self.enabled:
             return
         batch = np.atleast_2d(np.asarray(obs, dtype=np.float64))
-        n = batch.shape[0]
+        if batch.shape[0] == 1:
+            self.update_moments(1, batch[0], 0.0)
+        else:
+            self.update_moments(batch.shape[0], batch.mean(0), batch.var(0))
+
+    def update_moments(self, n: int, b_mean: np.ndarray, b_var: np.ndarray | float) -> None:
+        """Fold in n observations given by their mean and (population) variance: Chan et al.'s parallel update, so
+        a distributed collector can send the moments of what it saw instead of the rows."""
+        if not self.enabled or n == 0:
+            return
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        b_mean = batch[0] if n == 1 else batch.mean(0)
         total = count + n
         delta = b_mean - mean
-        m2 = var * count + delta**2 * (count * n / total)
-        if n > 1:
-            m2 += batch.var(0) * n
+        m2 = var * count + delta**2 * (count * n / total) + np.asarray(b_var) * n
         mean += delta * (n / total)
         var[:] = m2 / total
         count[...] = total

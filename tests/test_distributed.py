@@ -15,7 +15,7 @@ import torch
 from robotrl.algos.common import attribute_state
 from robotrl.config import RobotrlError
 from robotrl.distributed import DistributedSpec, parse_distributed
-from robotrl.distributed.loop import TARGETS_IN_FLIGHT, BellmanUpdater, collector_seed
+from robotrl.distributed.loop import TARGETS_IN_FLIGHT, BellmanUpdater, Collector, collector_seed
 from robotrl.replay import Batch
 from robotrl.run import build_run, load_run, save_run, train
 
@@ -37,7 +37,7 @@ def test_the_spec_parses_and_bad_ones_are_one_line_errors():
         collectors=1, bellman=2, target_sync=50)
     for bad, needle in [("collectors=0", "at least 1"), ("collectors=two", "whole number"), ("sync=5", "required"),
                         ("workers=2", "expected collectors=N"), ("collectors", "expected collectors=N"),
-                        ("collectors=2,bellman=0", "at least 1")]:
+                        ("collectors=2,bellman=0", "at least 1"), ("collectors=2,replay=2", "sharded replay")]:
         with pytest.raises(RobotrlError, match=needle) as info:
             parse_distributed(bad)
         assert "\n" not in str(info.value)
@@ -46,6 +46,9 @@ def test_the_spec_parses_and_bad_ones_are_one_line_errors():
     with pytest.raises(RobotrlError, match="Bellman updaters compute QT-Opt's CEM targets") as info:
         build_run("reach", "sac", distributed=DistributedSpec(collectors=1, bellman=1))
     assert "\n" not in str(info.value)
+    with pytest.raises(RobotrlError, match="has no replay"):
+        build_run("pendulum", "a3c", distributed=DistributedSpec(collectors=2, replay=1))
+    assert parse_distributed("collectors=2,replay=1") == DistributedSpec(collectors=2, replay=1)
 
 
 def test_a_bellman_updater_computes_the_learners_target_with_the_targets_it_was_sent():
@@ -118,6 +121,67 @@ def test_a_distributed_run_fills_replay_with_whole_episodes_and_survives_a_kille
     assert start >= run.step + 100
     train(single, start + 50, progress=False, evaluate_at_end=False)
     assert single.step == start + 50 and len(single.buffer) == start + 50
+
+
+@pytest.mark.parametrize("task, overrides", [("panda-reach", {"her_goals": 4}), ("reach", {"n_step": 3})])
+def test_the_replay_actor_samples_as_the_local_replay_does(local_ray, task, overrides):
+    """Same construction (hindsight, n-step), same seed, same steps: the same batches, drawn ahead or not."""
+    from robotrl import loop as off_policy
+    from robotrl.distributed.replay import RemoteReplay, ReplayServer
+    from robotrl.envs import make_env
+
+    run = build_run(task, "sac", seed=5, overrides=overrides)
+    local = off_policy.make_replay(make_env(run.card), run.obs_dim, run.action_dim, run.loop_cfg, run.algo_cfg,
+                                   run.seed, task)
+    threads = torch.get_num_threads()  # an in-process collector sets its process's threads; restored below
+    horizon = run.card.horizon
+    block = Collector(run.card, "sac", run.loop_cfg, run.algo_cfg, seed=6, warmup_steps=10 * horizon,
+                      block=3 * horizon).collect()
+    torch.set_num_threads(threads)
+    handle = ray.remote(ReplayServer).remote(run.card, task, run.loop_cfg, run.algo_cfg, run.seed)
+    remote = RemoteReplay(ray, handle, local=None, size=ray.get(handle.add_block.remote(block)))
+    for t in range(len(block["reward"])):
+        local.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
+                  bool(block["terminated"][t]), bool(block["episode_end"][t]))
+    assert len(remote) == len(local) == 3 * horizon
+    for _ in range(6):
+        ours, theirs = remote.sample(16), local.sample(16)
+        for key, value in vars(theirs).items():
+            if value is None:
+                assert getattr(ours, key) is None
+            else:
+                torch.testing.assert_close(getattr(ours, key), value, rtol=0, atol=0, msg=key)
+    ray.kill(handle)
+
+
+def test_a_run_with_a_replay_actor_trains_survives_a_killed_collector_and_keeps_its_replay(local_ray, tmp_path):
+    from robotrl.distributed import shutdown
+    from robotrl.distributed.replay import RemoteReplay
+
+    spec = DistributedSpec(collectors=2, sync=100, block=60, replay=1)
+    run = build_run("reach", "sac", seed=3, overrides=_tiny(), run_dir=tmp_path / "run", distributed=spec)
+    train(run, 400, progress=False, evaluate_at_end=False)
+    learner = run.loop_objects["learner"]
+    assert isinstance(run.buffer, RemoteReplay) and len(run.buffer) == run.step >= 400
+    assert run.agent.updates > 0 and run.episodes == run.step // 50
+    assert float(run.normalizer.count) == run.step + run.episodes  # every reset and every next observation
+    before = run.buffer.state_dict()
+    assert before["size"] == run.step and before["episode_end"].sum() == run.episodes  # whole episodes
+    ray.kill(learner.handles[0])
+    train(run, 900, progress=False, evaluate_at_end=False)
+    assert learner.replaced >= 1 and len(run.buffer) == run.step >= 900
+    path = save_run(run)  # the checkpoint's replay is fetched from the actor
+    after = torch.load(path.parent / next(p.name for p in path.parent.glob("replay-*.pt")), weights_only=True)
+    assert after["size"] == run.step
+    torch.testing.assert_close(after["obs"][:before["size"]], before["obs"], rtol=0, atol=0)  # nothing lost
+    shutdown(run)  # the run takes its replay back from the actor
+    assert not isinstance(run.buffer, RemoteReplay) and len(run.buffer) == run.step
+    np.testing.assert_array_equal(run.buffer.obs[:run.step], after["obs"].numpy())
+    resumed = load_run(path, run_dir=tmp_path / "run")  # and resumes onto a new replay actor
+    resumed.distributed = spec
+    train(resumed, run.step + 100, progress=False, evaluate_at_end=False)
+    assert len(resumed.buffer) == resumed.step >= run.step + 100
+    shutdown(resumed)
 
 
 def test_qtopt_trains_on_bellman_updaters_that_are_replaced_when_one_dies(local_ray, tmp_path):

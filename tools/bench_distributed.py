@@ -4,8 +4,9 @@ behind it, and the projection they give. Run it on a quiet machine (Ray actors s
     python tools/bench_distributed.py --task grasp --algo qtopt --layouts 0,1,2,4,1+1,2+2
     python tools/bench_distributed.py --task reach --algo sac --layouts 0,1,2,4
 
-A layout is `N` collectors or `N+M` collectors + Bellman updaters; `0` is the single-process loop. Each row runs
-the task's card (with --set overrides) past its warm-up, then times `--steps` more env steps: env steps/s and learner
+A layout is `N` collectors or `N+M` collectors + Bellman updaters, either with `r` after it for the replay on its
+own actor (`2r`, `1+1r`); `0` is the single-process loop. Each row runs the task's card (with --set overrides)
+past its warm-up, then times `--steps` more env steps: env steps/s and learner
 updates/s in that window, Ray's start and the warm-up excluded. The costs table times one collector, one update,
 one regression and one Bellman target in this process, one thread each, and the projection divides them:
 one learner keeps up with N collectors while N x (collector steps/s) x updates_per_step x (learner ms per update)
@@ -26,15 +27,18 @@ from robotrl.distributed.loop import Collector, _weights
 from robotrl.run import build_run, train
 
 
-def parse_layout(text: str) -> tuple[int, int]:
-    collectors, _, bellman = text.partition("+")
-    return int(collectors), int(bellman or 0)
+def parse_layout(text: str) -> tuple[int, int, int]:
+    """'N', 'N+M' or either with an 'r' after it (the replay on its own actor) -> (collectors, bellman, replay)."""
+    replay = int(text.endswith("r"))
+    collectors, _, bellman = text.removesuffix("r").partition("+")
+    return int(collectors), int(bellman or 0), replay
 
 
-def throughput(task: str, algo: str, layout: tuple[int, int], steps: int, overrides: dict[str, Any],
+def throughput(task: str, algo: str, layout: tuple[int, int, int], steps: int, overrides: dict[str, Any],
                sync: int, block: int) -> dict[str, float]:
-    collectors, bellman = layout
-    spec = DistributedSpec(collectors=collectors, bellman=bellman, sync=sync, block=block) if collectors else None
+    collectors, bellman, replay = layout
+    spec = DistributedSpec(collectors=collectors, bellman=bellman, replay=replay, sync=sync,
+                           block=block) if collectors else None
     run = build_run(task, algo, seed=0, overrides=overrides, distributed=spec)
     warm = getattr(run.loop_cfg, "warmup_steps", 0) + 2 * block
     train(run, warm, progress=False, evaluate_at_end=False)  # Ray, the collectors and the warm-up: not timed
@@ -152,18 +156,19 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     overrides.setdefault("eval_every", 0)
     layouts = [parse_layout(item) for item in args.layouts.split(",")]
-    if any(c for c, _ in layouts):
-        connect(DistributedSpec(collectors=max(c for c, _ in layouts) + max(b for _, b in layouts)))
+    if any(c for c, _, _ in layouts):
+        connect(DistributedSpec(collectors=max(c + b + r for c, b, r in layouts)))
     print(f"{args.task} {args.algo}, {args.steps} timed env steps per row, sync={args.sync}, block={args.block}, "
           f"{torch.get_num_threads()} torch threads in the learner\n")
     print("| layout | env steps/s | learner updates/s | learner CPU ms per env step | learner busy |\n"
           "|---|---|---|---|---|")
     upd, learner_ms_per_step = 1.0, None
-    for collectors, bellman in layouts:
-        row = throughput(args.task, args.algo, (collectors, bellman), args.steps, overrides, args.sync, args.block)
+    for collectors, bellman, replay in layouts:
+        row = throughput(args.task, args.algo, (collectors, bellman, replay), args.steps, overrides, args.sync,
+                         args.block)
         upd = row["updates_per_step"]
         name = "single process" if collectors == 0 else f"{collectors} collector(s)" + (
-            f" + {bellman} Bellman updater(s)" if bellman else "")
+            f" + {bellman} Bellman updater(s)" if bellman else "") + (" + replay actor" if replay else "")
         print(f"| {name} | {row['steps/s']:.0f} | {row['updates/s']:.0f} | {row['learner ms/step']:.3f} | "
               f"{row['learner busy']:.0%} |", flush=True)
         if collectors:

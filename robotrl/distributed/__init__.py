@@ -37,11 +37,12 @@ class DistributedSpec:
     block: int = 100  # a collector returns its block at the first episode end after this many steps
     bellman: int = 0  # QT-Opt's Bellman-updater actors (0: the learner computes its own targets)
     target_sync: int = 100  # learner updates between sending the target networks to the Bellman updaters
+    replay: int = 0  # 1: the replay lives on its own actor (robotrl.distributed.replay); 0: in the learner
     address: str | None = None
 
 
 SPEC_KEYS = tuple(f.name for f in fields(DistributedSpec) if f.name != "address")
-SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,target_sync=UPDATES]"
+SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,target_sync=UPDATES][,replay=1]"
 
 
 def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
@@ -58,6 +59,9 @@ def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
             raise RobotrlError(f"bad --distributed '{text}': {key} must be a whole number, got '{value}'") from None
         if values[key] < 1:
             raise RobotrlError(f"bad --distributed '{text}': {key} must be at least 1, got {values[key]}")
+    if values.get("replay", 1) != 1:
+        raise RobotrlError(f"bad --distributed '{text}': replay=1 puts the replay on one actor of its own; sharded "
+                           f"replay (replay={values['replay']}) is not built")
     if "collectors" not in values:
         raise RobotrlError(f"bad --distributed '{text}': collectors=N is required ({SPEC_FORMAT})")
     return DistributedSpec(address=address, **values)
@@ -71,6 +75,9 @@ def check_algo(algo: str, spec: DistributedSpec | None = None) -> None:
     if spec is not None and spec.bellman and algo not in BELLMAN_ALGOS:
         raise RobotrlError(f"--distributed bellman=M: Bellman updaters compute QT-Opt's CEM targets "
                            f"(--algo {', '.join(BELLMAN_ALGOS)}), not {algo}'s; leave out bellman=")
+    if spec is not None and spec.replay and algo not in OFF_POLICY_ALGOS:
+        raise RobotrlError(f"--distributed replay=1 moves the replay of an off-policy algorithm onto an actor; "
+                           f"{algo} has no replay: leave out replay=")
 
 
 def connect(spec: DistributedSpec) -> Any:
@@ -86,8 +93,9 @@ def connect(spec: DistributedSpec) -> Any:
         _check_reachable(spec.address)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
-        if spec.address is None:  # enough CPU slots for every collector (each runs one torch thread)
-            ray.init(num_cpus=max(os.cpu_count() or 1, spec.collectors + 1), include_dashboard=False,
+        if spec.address is None:  # a CPU slot for every actor (each runs one torch thread) and the learner
+            actors = spec.collectors + spec.bellman + spec.replay
+            ray.init(num_cpus=max(os.cpu_count() or 1, actors + 1), include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=spec.address, log_to_driver=False, configure_logging=False)

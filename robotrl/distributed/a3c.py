@@ -35,6 +35,7 @@ from robotrl.distributed.loop import (
     launch_collectors,
     log_episodes,
     next_block,
+    request,
 )
 from robotrl.envs import make_env, task_source
 from robotrl.nets import ObsNormalizer
@@ -124,7 +125,7 @@ def advance(run: Run, logger: Any) -> None:
     learner.version = run.agent.updates
     handle = learner.handles[index]
     handle.set_weights.remote(learner.ray.put(_weights(run)), learner.version)
-    learner.pending[handle.collect.remote()] = index
+    request(learner, index)
 
 
 def state_dict(run: Run) -> dict[str, Any]:

@@ -33,6 +33,8 @@ TARGETS_IN_FLIGHT = 2  # target requests per Bellman updater: it computes the ne
 class BlockRecorder:
     """Stands in for the replay inside a collector: keeps the steps it is given, handed over as one block."""
 
+    KEYS = ("obs", "action", "reward", "next_obs", "terminated", "episode_end")
+
     def __init__(self) -> None:
         self.rows: list[tuple] = []
 
@@ -104,6 +106,7 @@ class Collector(ActingCopy):
         self.block, self.version = block, -1
 
     def collect(self) -> dict[str, Any]:
+        """A block of whole episodes, with their returns and the weights' version."""
         run, episodes = self.run, _Episodes()
         if run.obs is None:
             off_policy.start(run)
@@ -112,6 +115,20 @@ class Collector(ActingCopy):
             off_policy._env_step(run, episodes)
             steps += 1
         return {**run.buffer.take(), "returns": episodes.returns, "lengths": episodes.lengths, "version": version}
+
+    def collect_apart(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """collect() as two objects (called with num_returns=2): what the learner reads (the steps, returns,
+        version and the moments of the observations its normaliser takes from a block, see advance) and the
+        block, which the learner hands to the replay actor by reference without fetching it."""
+        result = self.collect()
+        block = {key: result.pop(key) for key in BlockRecorder.KEYS}
+        seen = np.concatenate([block["obs"][_episode_starts(block)], block["next_obs"]]).astype(np.float64)
+        return {**result, "steps": len(block["reward"]), "moments": (len(seen), seen.mean(0), seen.var(0))}, block
+
+
+def _episode_starts(block: dict[str, np.ndarray]) -> np.ndarray:
+    """The rows of a block that begin an episode (blocks hold whole episodes)."""
+    return np.flatnonzero(np.concatenate([[True], block["episode_end"][:-1].astype(bool)]))
 
 
 class BellmanUpdater:
@@ -153,6 +170,8 @@ class Learner:
     in_flight: deque = field(default_factory=deque)  # (ref of a targets() call, its batch, updater index, handle)
     next_updater: int = 0
     targets_synced_at: int = 0  # learner updates when the target networks were last sent
+    replay: Any = None  # the replay actor's handle (spec.replay), whose RemoteReplay is then run.buffer
+    blocks: dict[Any, Any] = field(default_factory=dict)  # with a replay actor: ref of a summary -> ref of its block
 
 
 def setup(run: Run, make_train_env: Callable[[], gym.Env], horizon: int | None) -> None:
@@ -167,13 +186,18 @@ def start(run: Run) -> None:
     remote = ray.remote(num_cpus=1)(Collector)
     source = task_source(run.task, run.env_spec) if run.card is None else run.card
     share = max(run.loop_cfg.warmup_steps - run.step, 0) // spec.collectors  # the warm-up still to do, split
+    replay = None
+    if spec.replay:
+        from robotrl.distributed.replay import start_replay
+
+        replay, run.buffer = start_replay(ray, run, source)
 
     def launch(index: int, generation: int) -> Any:
         seed = collector_seed(run.seed, index, generation)
         return remote.remote(source, run.algo.name, run.loop_cfg, run.algo_cfg, seed,
                              share if generation == 0 else 0, spec.block)
 
-    learner = Learner(spec=spec, ray=ray, launch=launch, version=_updates(run), synced_at=run.step)
+    learner = Learner(spec=spec, ray=ray, launch=launch, version=_updates(run), synced_at=run.step, replay=replay)
     run.loop_objects["learner"] = learner
     launch_collectors(run, learner)
     if spec.bellman:
@@ -194,8 +218,19 @@ def launch_collectors(run: Run, learner: Learner) -> None:
         learner.generation[index] = 0
         learner.handles[index] = learner.launch(index, 0)
         learner.handles[index].set_weights.remote(weights, learner.version)
-        learner.pending[learner.handles[index].collect.remote()] = index
+        request(learner, index)
     run.obs = np.zeros(run.obs_dim, dtype=np.float32)
+
+
+def request(learner: Learner, index: int) -> None:
+    """Start collector `index`'s next collect(); with a replay actor, as a summary and a block apart."""
+    handle = learner.handles[index]
+    if learner.replay is None:
+        learner.pending[handle.collect.remote()] = index
+    else:
+        summary, block = handle.collect_apart.options(num_returns=2).remote()
+        learner.pending[summary] = index
+        learner.blocks[summary] = block
 
 
 def _updates(run: Run) -> int:
@@ -261,17 +296,25 @@ def advance(run: Run, logger: Any) -> None:
         learner = run.loop_objects["learner"]
     ray = learner.ray
     index, block = next_block(run, learner)
-    learner.pending[learner.handles[index].collect.remote()] = index
-    first = True
-    for t in range(len(block["reward"])):
-        if first:
-            run.normalizer.update(block["obs"][t])
-        run.buffer.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
-                       bool(block["terminated"][t]), bool(block["episode_end"][t]))
-        run.normalizer.update(block["next_obs"][t])
-        first = bool(block["episode_end"][t])
-        run.step += 1
-        off_policy._updates(run, (lambda run: _bellman_update(run, learner)) if learner.updaters else None)
+    request(learner, index)
+    update = (lambda run: _bellman_update(run, learner)) if learner.updaters else None
+    if learner.replay is not None:  # the block goes to the replay actor by reference; its steps earn updates
+        run.buffer.add_block(block["block"], block["steps"])
+        run.normalizer.update_moments(*block["moments"])
+        for _ in range(block["steps"]):
+            run.step += 1
+            off_policy._updates(run, update)
+    else:
+        first = True
+        for t in range(len(block["reward"])):
+            if first:
+                run.normalizer.update(block["obs"][t])
+            run.buffer.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
+                           bool(block["terminated"][t]), bool(block["episode_end"][t]))
+            run.normalizer.update(block["next_obs"][t])
+            first = bool(block["episode_end"][t])
+            run.step += 1
+            off_policy._updates(run, update)
     log_episodes(run, logger, block)
     run.metrics.add({"collector_staleness": float(learner.version - block["version"])})
     learner.version = _updates(run)
@@ -289,10 +332,13 @@ def next_block(run: Run, learner: Learner) -> tuple[int, dict[str, Any]]:
     while True:
         (ref,), _ = ray.wait(list(learner.pending), num_returns=1)
         index = learner.pending.pop(ref)
+        block = learner.blocks.pop(ref, None)
         try:
-            return index, ray.get(ref)  # read-only arrays from the object store; the replay copies what it keeps
+            result = ray.get(ref)  # read-only arrays from the object store; the replay copies what it keeps
         except ray.exceptions.RayActorError:  # the collector died: a fresh one takes its place
             _replace(run, learner, index)
+            continue
+        return index, result if block is None else {**result, "block": block}
 
 
 def log_episodes(run: Run, logger: Any, block: dict[str, Any]) -> None:
@@ -310,7 +356,7 @@ def _replace(run: Run, learner: Learner, index: int) -> None:
     handle = learner.launch(index, learner.generation[index])
     handle.set_weights.remote(learner.ray.put(_weights(run)), learner.version)
     learner.handles[index] = handle
-    learner.pending[handle.collect.remote()] = index
+    request(learner, index)
     print(f"collector {index} died; replaced (generation {learner.generation[index]}) at step {run.step}",
           flush=True)
 
@@ -319,7 +365,9 @@ def stop_collectors(run: Run) -> None:
     learner: Learner | None = run.loop_objects.pop("learner", None)
     if learner is None:
         return
-    for handle in [*learner.handles.values(), *learner.updaters.values()]:
+    if learner.replay is not None:  # the run keeps its replay: back into the learner's own buffer
+        run.buffer = run.buffer.take_back()
+    for handle in [*learner.handles.values(), *learner.updaters.values(), *filter(None, [learner.replay])]:
         learner.ray.kill(handle)
     run.obs = None
 
