@@ -33,10 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--json", action="store_true", help="print the result as one JSON line at the end")
-    t.add_argument("--distributed", metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,replay=1]",
+    t.add_argument("--distributed",
+                   metavar="collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,replay=1][,learner=1]",
                    help="collect on N Ray actors while this process learns (off-policy algorithms; QT-Opt's "
-                        "Bellman targets on M more; replay=1: the replay on an actor of its own; for a3c, its N "
-                        "actor-learner workers; needs robotrl[distributed])")
+                        "Bellman targets on M more; replay=1: the replay on an actor of its own; learner=1: the "
+                        "learner too, restarted from its last checkpoint if it dies; for a3c, its N actor-learner "
+                        "workers; needs robotrl[distributed])")
     t.add_argument("--address", metavar="HOST:PORT",
                    help="with --distributed: join the Ray cluster at this head node (default: start Ray here)")
 
@@ -132,13 +134,21 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         connect(run.distributed)
     run.commands.append(_command_line())
-    try:
-        result = train(run, steps, progress=not args.no_progress)
-    finally:
-        if run.distributed is not None:
-            from robotrl.distributed import shutdown
+    if run.distributed is not None and run.distributed.learner:  # this process watches a learner actor
+        from robotrl.distributed.supervisor import train_supervised
 
-            shutdown(run)
+        build = {"run_dir": run_dir} if args.resume else {
+            "task": args.task, "algo": args.algo, "seed": args.seed, "overrides": parse_overrides(args.set),
+            "run_dir": run_dir}
+        result = train_supervised(build, run.distributed, steps, resume=bool(args.resume), commands=run.commands)
+    else:
+        try:
+            result = train(run, steps, progress=not args.no_progress)
+        finally:
+            if run.distributed is not None:
+                from robotrl.distributed import shutdown
+
+                shutdown(run)
     _emit(result, args.json, [
         f"run: {result['run_dir']}",
         f"steps: {result['steps']}  ({result['steps_per_s']} steps/s, {result['wall_time_s']} s)"

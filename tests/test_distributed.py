@@ -37,7 +37,8 @@ def test_the_spec_parses_and_bad_ones_are_one_line_errors():
         collectors=1, bellman=2, target_sync=50)
     for bad, needle in [("collectors=0", "at least 1"), ("collectors=two", "whole number"), ("sync=5", "required"),
                         ("workers=2", "expected collectors=N"), ("collectors", "expected collectors=N"),
-                        ("collectors=2,bellman=0", "at least 1"), ("collectors=2,replay=2", "sharded replay")]:
+                        ("collectors=2,bellman=0", "at least 1"), ("collectors=2,replay=2", "sharded replay"),
+                        ("collectors=2,learner=2", "one learner")]:
         with pytest.raises(RobotrlError, match=needle) as info:
             parse_distributed(bad)
         assert "\n" not in str(info.value)
@@ -182,6 +183,37 @@ def test_a_run_with_a_replay_actor_trains_survives_a_killed_collector_and_keeps_
     train(resumed, run.step + 100, progress=False, evaluate_at_end=False)
     assert len(resumed.buffer) == resumed.step >= run.step + 100
     shutdown(resumed)
+
+
+def test_a_learner_actor_that_dies_is_restarted_from_the_last_checkpoint(local_ray, tmp_path):
+    import threading
+    import time
+
+    from robotrl.distributed.supervisor import train_supervised
+
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.pt"
+    build = {"task": "reach", "algo": "sac", "seed": 3, "overrides": {**_tiny(), "checkpoint_every": 300},
+             "run_dir": run_dir}
+    killed_at = []
+
+    def kill_after_the_first_checkpoint(actor):
+        while not last.is_file():
+            time.sleep(0.05)
+        ray.kill(actor)  # the learner's process dies; its collector goes with it
+        killed_at.append(torch.load(last, weights_only=False, map_location="cpu")["step"])
+
+    def on_launch(actor, restarts):
+        if restarts == 0:
+            threading.Thread(target=kill_after_the_first_checkpoint, args=(actor,), daemon=True).start()
+
+    spec = DistributedSpec(collectors=1, sync=100, block=50, learner=1)
+    result = train_supervised(build, spec, 900, on_launch=on_launch)
+    assert result["learner_restarts"] == 1 and result["steps"] >= 900 and np.isfinite(result["eval_mean_return"])
+    assert 300 <= killed_at[0] < 900
+    final = load_run(last, run_dir=run_dir)  # the second learner continued the first one's checkpoint
+    assert final.step == result["steps"] and len(final.buffer) == final.step
+    assert final.episodes == final.step // 50  # whole episodes: none lost or counted twice across the restart
 
 
 def test_qtopt_trains_on_bellman_updaters_that_are_replaced_when_one_dies(local_ray, tmp_path):

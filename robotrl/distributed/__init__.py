@@ -38,11 +38,12 @@ class DistributedSpec:
     bellman: int = 0  # QT-Opt's Bellman-updater actors (0: the learner computes its own targets)
     target_sync: int = 100  # learner updates between sending the target networks to the Bellman updaters
     replay: int = 0  # 1: the replay lives on its own actor (robotrl.distributed.replay); 0: in the learner
+    learner: int = 0  # 1: the learner runs on an actor, restarted from the last checkpoint if it dies (supervisor)
     address: str | None = None
 
 
 SPEC_KEYS = tuple(f.name for f in fields(DistributedSpec) if f.name != "address")
-SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,target_sync=UPDATES][,replay=1]"
+SPEC_FORMAT = "collectors=N[,sync=STEPS][,block=STEPS][,bellman=M][,target_sync=UPDATES][,replay=1][,learner=1]"
 
 
 def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
@@ -62,6 +63,9 @@ def parse_distributed(text: str, address: str | None = None) -> DistributedSpec:
     if values.get("replay", 1) != 1:
         raise RobotrlError(f"bad --distributed '{text}': replay=1 puts the replay on one actor of its own; sharded "
                            f"replay (replay={values['replay']}) is not built")
+    if values.get("learner", 1) != 1:
+        raise RobotrlError(f"bad --distributed '{text}': learner=1 runs the one learner on an actor of its own; "
+                           f"there is no learner={values['learner']}")
     if "collectors" not in values:
         raise RobotrlError(f"bad --distributed '{text}': collectors=N is required ({SPEC_FORMAT})")
     return DistributedSpec(address=address, **values)
@@ -94,7 +98,7 @@ def connect(spec: DistributedSpec) -> Any:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
         if spec.address is None:  # a CPU slot for every actor (each runs one torch thread) and the learner
-            actors = spec.collectors + spec.bellman + spec.replay
+            actors = spec.collectors + spec.bellman + spec.replay + spec.learner
             ray.init(num_cpus=max(os.cpu_count() or 1, actors + 1), include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
         else:
