@@ -23,9 +23,30 @@ class Trainer:
     algo: ClassVar[str]
 
     def __init__(self, task: str | gym.Env, seed: int = 0, run_dir: str | Path | None = None,
-                 **overrides: Any) -> None:
-        self.run: Run = build_run(task, self.algo, seed=seed, overrides=overrides, run_dir=run_dir)
+                 distributed: str | None = None, address: str | None = None, **overrides: Any) -> None:
+        """distributed: a `--distributed` spec ("collectors=4", "collectors=2,replay=1") to collect on Ray actors,
+        which live until close(); address: the Ray cluster to join (default: a local instance)."""
+        spec = None
+        if distributed is not None:
+            from robotrl.distributed import parse_distributed
+
+            spec = parse_distributed(distributed, address)
+            if spec.learner:
+                raise RobotrlError("learner=1 runs the learner on an actor watched by `robotrl train`; a Trainer is "
+                                   "the learner itself: leave out learner=1")
+        elif address is not None:
+            raise RobotrlError("address names the Ray cluster of a distributed run; pass distributed='collectors=N'")
+        self.run: Run = build_run(task, self.algo, seed=seed, overrides=overrides, run_dir=run_dir,
+                                  distributed=spec)
         self._checkpoint: Path | None = None
+
+    def close(self) -> None:
+        """Stop the run's Ray actors (collectors, A3C's workers); the run keeps what they sent, and a later
+        learn() starts new ones."""
+        if self.run.distributed is not None:
+            from robotrl.distributed import shutdown
+
+            shutdown(self.run)
 
     @classmethod
     def _from_run(cls, run: Run) -> Trainer:
@@ -112,6 +133,13 @@ class A2C(Trainer):
     algo = "a2c"
 
 
+class A3C(Trainer):
+    """A3C (Mnih et al. 2016): actor-learner workers on Ray (2 local ones unless distributed="collectors=N") whose
+    gradients the learner applies as they arrive; close() stops them."""
+
+    algo = "a3c"
+
+
 class TRPO(Trainer):
     """TRPO (Schulman et al. 2015): natural-gradient step by conjugate gradient inside a KL trust region."""
 
@@ -175,5 +203,5 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     return LoadedPolicy(module, meta)
 
 
-__all__ = ["A2C", "DDPG", "NAF", "PPO", "QTOpt", "REINFORCE", "SAC", "TD3", "TRPO", "Trainer", "LoadedPolicy",
+__all__ = ["A2C", "A3C", "DDPG", "NAF", "PPO", "QTOpt", "REINFORCE", "SAC", "TD3", "TRPO", "Trainer", "LoadedPolicy",
            "load_policy"]

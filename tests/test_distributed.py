@@ -343,3 +343,24 @@ def test_bad_distributed_command_lines_are_one_line_errors(tmp_path, args, needl
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("robotrl: error:") and needle in lines[0], proc.stderr
+
+
+def test_the_python_api_trains_a3c_on_its_workers_and_a_distributed_sac(local_ray, tmp_path):
+    from robotrl import A3C, SAC, load_policy
+
+    model = A3C("pendulum", seed=0, **A3C_TINY).learn(128)
+    assert model.run.step >= 128 and model.run.agent.updates == model.run.step // 32
+    assert len(model.run.loop_objects["learner"].handles) == 2  # the default local workers
+    obs = np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32)
+    exported = model.export(tmp_path / "a3c.pt", formats="pt")
+    np.testing.assert_array_equal(load_policy(exported.path)(obs), model.predict(obs))
+    model.close()
+    assert "learner" not in model.run.loop_objects
+    sac = SAC("reach", seed=1, distributed="collectors=1,replay=1,block=50", **_tiny()).learn(300)
+    assert sac.run.step >= 300 and len(sac.run.buffer) == sac.run.step and sac.run.agent.updates > 0
+    sac.close()
+    assert len(sac.run.buffer) == sac.run.step  # the replay came back from its actor
+    for bad, needle in [({"distributed": "collectors=1,learner=1"}, "leave out learner=1"),
+                        ({"address": "127.0.0.1:6379"}, "distributed='collectors=N'")]:
+        with pytest.raises(RobotrlError, match=needle):
+            SAC("reach", **bad)
