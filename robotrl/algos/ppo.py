@@ -94,8 +94,9 @@ class PPOAgent(GaussianActorCritic):
         cfg = self.cfg
         lr = set_lr(self.optimizer, cfg.lr, rollout.progress, cfg.lr_anneal)
         data = advantage_batch(rollout, cfg.gamma, cfg.gae_lambda, self.device)
-        sums: dict[str, float] = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
-        steps, kl = 0, 0.0
+        names = ("policy_loss", "value_loss", "entropy", "clip_fraction")
+        logged: list[torch.Tensor] = []  # one row per step, averaged once at the end (not a float() per step)
+        kl = 0.0
         for epoch in range(cfg.n_epochs):
             for index in minibatches(len(data), cfg.minibatch_size):
                 batch = data.rows(index)
@@ -103,12 +104,10 @@ class PPOAgent(GaussianActorCritic):
                 log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
                 policy_loss, clip_fraction = surrogate_loss(log_prob, batch, advantages, cfg, self.beta)
                 v_loss = value_loss(self.critic, batch, cfg.clip_range_vf)
-                loss = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+                mean_entropy = entropy.mean()
+                loss = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * mean_entropy
                 gradient_step(self.optimizer, loss, cfg.max_grad_norm)
-                for key, value in (("policy_loss", policy_loss), ("value_loss", v_loss),
-                                   ("entropy", entropy.mean()), ("clip_fraction", clip_fraction)):
-                    sums[key] += float(value.detach())
-                steps += 1
+                logged.append(torch.stack([policy_loss, v_loss, mean_entropy, clip_fraction]).detach())
             if cfg.target_kl is None and epoch < cfg.n_epochs - 1:
                 continue  # only the early stop needs every epoch's KL; the metric and beta need the last one
             with torch.no_grad():
@@ -117,7 +116,8 @@ class PPOAgent(GaussianActorCritic):
                 break
         if cfg.objective == "kl":
             self.beta = adapt_beta(self.beta, kl, cfg.kl_target)
-        metrics = {k: torch.tensor(v / max(steps, 1)) for k, v in sums.items()}
+        means = torch.stack(logged).mean(0) if logged else torch.zeros(len(names))
+        metrics = dict(zip(names, means.unbind(), strict=True))
         metrics.update(approx_kl=torch.tensor(kl), lr=torch.tensor(lr), kl_beta=torch.tensor(self.beta),
                        log_std=self.actor.log_std.detach().mean())
         return metrics
