@@ -140,7 +140,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         build = {"run_dir": run_dir} if args.resume else {
             "task": args.task, "algo": args.algo, "seed": args.seed, "overrides": parse_overrides(args.set),
             "run_dir": run_dir}
-        result = train_supervised(build, run.distributed, steps, resume=bool(args.resume), commands=run.commands)
+        result = train_supervised(build, run.distributed, steps, resume=bool(args.resume), commands=run.commands,
+                                  device=run.loop_cfg.device)
     else:
         try:
             result = train(run, steps, progress=not args.no_progress)

@@ -52,17 +52,18 @@ class LearnerActor:
 
 
 def train_supervised(build: dict[str, Any], spec: DistributedSpec, steps: int, evaluate_at_end: bool = True,
-                     resume: bool = False, commands: list[str] | None = None, max_restarts: int = MAX_RESTARTS,
+                     resume: bool = False, commands: list[str] | None = None, device: str = "cpu",
+                     max_restarts: int = MAX_RESTARTS,
                      on_launch: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
     """Train on a learner actor until run.step reaches `steps`, restarting it from the last checkpoint in
-    build["run_dir"] when it dies. `resume`: the first learner too starts from that checkpoint. `on_launch(actor,
-    restarts)` is called as each learner starts (the fault test kills one through it)."""
+    build["run_dir"] when it dies. `resume`: the first learner too starts from that checkpoint. `device`: the run's
+    (a cuda learner asks Ray for a GPU). `on_launch(actor, restarts)` is called as each learner starts (the fault
+    test kills one through it)."""
     if build.get("run_dir") is None:
         raise RobotrlError("--distributed learner=1 needs a run directory: its checkpoints are how a new learner "
                            "continues; pass --out DIR")
     ray = connect(spec)
     last = Path(build["run_dir"]) / "checkpoints" / "last.pt"
-    device = str(build.get("overrides", {}).get("device", "cpu"))
     remote = ray.remote(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0)(LearnerActor)
     restarts = 0
     while True:
