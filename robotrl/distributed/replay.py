@@ -59,8 +59,8 @@ class ReplayServer:
 
 
 class RemoteReplay:
-    """The learner's handle on the replay actor, used as run.buffer; `local` is the learner's own (empty)
-    ReplayBuffer, which takes the replay back when the run's actors stop."""
+    """The learner's handle on the replay actor, used as run.buffer; `local` is the learner's own ReplayBuffer (as
+    it was when the actor took its contents over), which takes the replay back when the run's actors stop."""
 
     def __init__(self, ray: Any, handle: Any, local: ReplayBuffer, size: int, depth: int = SAMPLES_IN_FLIGHT):
         self.ray, self.handle, self.local, self.size, self.depth = ray, handle, local, size, depth
