@@ -110,6 +110,12 @@ class ReplayBuffer:
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def add_block(self, block: dict[str, np.ndarray]) -> None:
+        """A block of steps as arrays (a distributed collector's: the ARRAYS keys), added one step at a time."""
+        for t in range(len(block["reward"])):
+            self.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
+                     bool(block["terminated"][t]), bool(block["episode_end"][t]))
+
     def sample(self, batch_size: int, device: torch.device | str = "cpu") -> Batch:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")

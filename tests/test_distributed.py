@@ -141,9 +141,7 @@ def test_the_replay_actor_samples_as_the_local_replay_does(local_ray, task, over
     torch.set_num_threads(threads)
     handle = ray.remote(ReplayServer).remote(run.card, task, run.loop_cfg, run.algo_cfg, run.seed)
     remote = RemoteReplay(ray, handle, local=None, size=ray.get(handle.add_block.remote(block)))
-    for t in range(len(block["reward"])):
-        local.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
-                  bool(block["terminated"][t]), bool(block["episode_end"][t]))
+    local.add_block(block)
     assert len(remote) == len(local) == 3 * horizon
     for _ in range(6):
         ours, theirs = remote.sample(16), local.sample(16)

@@ -39,9 +39,7 @@ class ReplayServer:
 
     def add_block(self, block: dict[str, np.ndarray]) -> int:
         """A collector's block, step by step as the local loop adds them; returns the replay's size."""
-        for t in range(len(block["reward"])):
-            self.buffer.add(block["obs"][t], block["action"][t], float(block["reward"][t]), block["next_obs"][t],
-                            bool(block["terminated"][t]), bool(block["episode_end"][t]))
+        self.buffer.add_block(block)
         return len(self.buffer)
 
     def sample(self, batch_size: int) -> Batch:
