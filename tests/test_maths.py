@@ -202,3 +202,48 @@ def test_critic_layer_norm_option_builds_normalised_hidden_layers():
     agent = DDPGAgent(3, 2, DDPGConfig(critic_hidden=(8, 8), critic_layer_norm=True), seed=0)
     assert sum(isinstance(m, nn.LayerNorm) for m in agent.critic.modules()) == 2
     assert not any(isinstance(m, nn.LayerNorm) for m in agent.actor.modules())
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, 0.05])
+def test_gradient_step_is_bitwise_torch_adam_with_clip_grad_norm(max_grad_norm: float):
+    """gradient_step's lean path (clip_grad_norm + fused_adam_step) against zero_grad / backward /
+    nn.utils.clip_grad_norm_ / Adam(fused=True).step: the same parameters and optimiser state, bit for bit, with the
+    learning rate changed between steps as annealing does."""
+    from robotrl.algos.common import adam, gradient_step
+
+    torch.manual_seed(0)
+    lean = nn.Sequential(nn.Linear(5, 32), nn.Tanh(), nn.Linear(32, 2))
+    plain, start = copy.deepcopy(lean), copy.deepcopy(lean)
+    lean_opt, plain_opt = adam(lean.parameters(), 1e-2, eps=1e-5), adam(plain.parameters(), 1e-2, eps=1e-5)
+    for step in range(6):
+        x = torch.randn(16, 5)
+        gradient_step(lean_opt, lean(x).square().mean(), max_grad_norm)
+        plain_opt.zero_grad()
+        plain(x).square().mean().backward()
+        if max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(plain.parameters(), max_grad_norm)
+        plain_opt.step()
+        for opt in (lean_opt, plain_opt):
+            opt.param_groups[0]["lr"] = 1e-2 * (0.8 ** (step + 1))
+    for a, b in zip(lean.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(lean_opt.state.values(), plain_opt.state.values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert not torch.equal(lean[0].weight, start[0].weight)  # the steps moved the parameters
+
+
+def test_fused_adam_step_declines_what_it_cannot_do_exactly():
+    from robotrl.algos.common import adam, fused_adam_step
+
+    net = nn.Linear(3, 2)
+    opt = adam(net.parameters(), 1e-3)
+    params = list(net.parameters())
+    net(torch.randn(4, 3)).sum().backward()
+    assert not fused_adam_step(opt, params)  # no state before the first step
+    opt.step()
+    net.bias.grad = None
+    assert not fused_adam_step(opt, params)  # a parameter without a gradient
+    net(torch.randn(4, 3)).sum().backward()
+    assert fused_adam_step(opt, params)
+    sgd = torch.optim.SGD(params, lr=0.1)
+    assert not fused_adam_step(sgd, params)

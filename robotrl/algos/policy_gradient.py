@@ -96,9 +96,10 @@ class Batch:
     def __len__(self) -> int:
         return self.obs.shape[0]
 
-    def rows(self, index: torch.Tensor) -> Batch:
-        return Batch(*(getattr(self, f)[index] for f in ("obs", "actions", "log_probs", "values", "advantages",
-                                                        "returns")))
+    FIELDS = ("obs", "actions", "log_probs", "values", "advantages", "returns")
+
+    def rows(self, index: torch.Tensor | slice) -> Batch:
+        return Batch(*(getattr(self, f)[index] for f in self.FIELDS))
 
 
 def advantage_batch(rollout: Any, gamma: float, lam: float, device: torch.device) -> Batch:
@@ -113,14 +114,18 @@ def advantage_batch(rollout: Any, gamma: float, lam: float, device: torch.device
 
 
 def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
+    if x.numel() <= 1:
+        return x - x.mean()
+    std, mean = torch.std_mean(x)
+    return (x - mean) / (std + eps)
 
 
-def minibatches(n: int, size: int) -> Iterator[torch.Tensor]:
-    """Row indices of one epoch: a random permutation cut into minibatches (the last may be smaller)."""
-    order = torch.randperm(n)
-    for start in range(0, n, size):
-        yield order[start:start + size]
+def minibatches(data: Batch, size: int) -> Iterator[Batch]:
+    """One epoch: the rows in a random order cut into minibatches (the last may be smaller). The rollout is
+    gathered once per epoch and each minibatch is a view of it (one index op per field per epoch, not per step)."""
+    shuffled = data.rows(torch.randperm(len(data)))
+    for start in range(0, len(data), size):
+        yield shuffled.rows(slice(start, start + size))
 
 
 def log_prob_entropy(actor: GaussianPolicy, obs: torch.Tensor, actions: torch.Tensor

@@ -67,7 +67,9 @@ def surrogate_loss(log_prob: torch.Tensor, batch: Batch, advantages: torch.Tenso
     if cfg.objective == "clip":
         clipped = ratio.clamp(1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
         objective = torch.minimum(ratio * advantages, clipped * advantages)
-        return -objective.mean(), ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
+        with torch.no_grad():
+            clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
+        return -objective.mean(), clip_fraction
     return -(ratio * advantages).mean() + beta * approx_kl(batch.log_probs, log_prob), torch.zeros(())
 
 
@@ -98,8 +100,7 @@ class PPOAgent(GaussianActorCritic):
         logged: list[torch.Tensor] = []  # one row per step, averaged once at the end (not a float() per step)
         kl = 0.0
         for epoch in range(cfg.n_epochs):
-            for index in minibatches(len(data), cfg.minibatch_size):
-                batch = data.rows(index)
+            for batch in minibatches(data, cfg.minibatch_size):
                 advantages = standardized(batch.advantages) if cfg.normalize_advantage else batch.advantages
                 log_prob, entropy = log_prob_entropy(self.actor, batch.obs, batch.actions)
                 policy_loss, clip_fraction = surrogate_loss(log_prob, batch, advantages, cfg, self.beta)

@@ -141,8 +141,8 @@ class TRPOAgent(GaussianActorCritic):
         accepted, kl, gain = line_search(params, old, step_size * direction, evaluate, cfg.max_kl,
                                          cfg.line_search_shrink, cfg.line_search_steps)
         for _ in range(cfg.value_epochs):
-            for index in minibatches(len(data), cfg.value_minibatch_size):
-                v_loss = value_loss(self.critic, data.rows(index))
+            for batch in minibatches(data, cfg.value_minibatch_size):
+                v_loss = value_loss(self.critic, batch)
                 gradient_step(self.value_optimizer, v_loss, cfg.max_grad_norm)
         return {"surrogate_gain": torch.tensor(gain), "kl": torch.tensor(kl),
                 "step_accepted": torch.tensor(float(accepted)), "value_loss": v_loss.detach(),
