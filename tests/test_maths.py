@@ -247,3 +247,20 @@ def test_fused_adam_step_declines_what_it_cannot_do_exactly():
     assert fused_adam_step(opt, params)
     sgd = torch.optim.SGD(params, lr=0.1)
     assert not fused_adam_step(sgd, params)
+
+
+def test_mlp_forward_equals_the_module_and_honours_hooks_and_other_layers():
+    from robotrl.nets import mlp, mlp_forward, policy_gradient_mlp
+
+    torch.manual_seed(0)
+    x = torch.randn(7, 5)
+    for net in (policy_gradient_mlp(5, (16, 16), 3, 0.01, True, "tanh"), policy_gradient_mlp(5, (16,), 2, 1.0, True,
+                                                                                              "relu")):
+        assert torch.equal(mlp_forward(net, x), net(x))
+        assert torch.equal(mlp_forward(net, x[0]), net(x[0]))
+    normed = mlp(5, (16,), 2, layer_norm=True)  # a LayerNorm: called as the module
+    assert torch.equal(mlp_forward(normed, x), normed(x))
+    net = policy_gradient_mlp(5, (16,), 2, 1.0)
+    net[0].register_forward_hook(lambda module, args, out: out * 0.0)
+    assert torch.equal(mlp_forward(net, x), net(x))
+    assert torch.equal(mlp_forward(net, x), net[2](torch.tanh(torch.zeros(7, 16))))  # the hook ran

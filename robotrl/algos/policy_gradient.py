@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from robotrl.algos.common import AgentState
-from robotrl.nets import GaussianPolicy, policy_gradient_mlp
+from robotrl.nets import GaussianPolicy, mlp_forward, policy_gradient_mlp
 from robotrl.targets import gae
 
 
@@ -68,11 +68,11 @@ class GaussianActorCritic(AgentState):
         """(action, log pi(action|s), V(s)) for a batch of normalised observations, on the CPU."""
         x = obs.to(self.device)
         action, log_prob = self.actor.sample(x)
-        return action.cpu(), log_prob.cpu(), self.critic(x).squeeze(-1).cpu()
+        return action.cpu(), log_prob.cpu(), mlp_forward(self.critic, x).squeeze(-1).cpu()
 
     @torch.no_grad()
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs.to(self.device)).squeeze(-1).cpu()
+        return mlp_forward(self.critic, obs.to(self.device)).squeeze(-1).cpu()
 
     def reset_episode(self) -> None:
         pass
@@ -137,7 +137,7 @@ def value_loss(critic: nn.Module, batch: Batch, clip: float | None = None) -> to
     """(V(s) - R)^2, the PPO paper's L^VF (Schulman et al. 2017, eq. 9; SB3's F.mse_loss), without the 0.5 some
     implementations put in front, which halves the value term against vf_coef; with `clip`, PPO's pessimistic
     clipped variant around the rollout's values."""
-    v = critic(batch.obs).squeeze(-1)
+    v = mlp_forward(critic, batch.obs).squeeze(-1)
     loss = (v - batch.returns) ** 2
     if clip is not None:
         v_clipped = batch.values + (v - batch.values).clamp(-clip, clip)
