@@ -114,10 +114,7 @@ def advantage_batch(rollout: Any, gamma: float, lam: float, device: torch.device
 
 
 def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    if x.numel() <= 1:
-        return x - x.mean()
-    std, mean = torch.std_mean(x)
-    return (x - mean) / (std + eps)
+    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else x - x.mean()
 
 
 def minibatches(data: Batch, size: int) -> Iterator[Batch]:
