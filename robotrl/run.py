@@ -401,6 +401,10 @@ def run_payload(run: Run, include_loop_state: bool = True, replay_file: str | No
             "recent_returns": list(run.recent_returns), "rng": run.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "elapsed_s": run.elapsed_total(), "progress_rows": run.progress_rows,
             "metrics": run.metrics.state_dict(), **run.loop.state_dict(run),
+            # a distributed run's collectors' and updaters' seed generations (robotrl.distributed.loop's
+            # first_generations), kept by whichever loop saves, since either may resume the other's checkpoint
+            "actor_generations": {kind: dict(generations) for kind, generations
+                                  in run.loop_objects.get("actor_generations", {}).items()},
         }
     return payload
 
@@ -454,6 +458,7 @@ def load_run(path: str | Path, run_dir: str | Path | None = None, with_replay: b
         if state["obs"] is not None:
             run.obs = state["obs"].numpy()
         run.loop.load_state_dict(run, state)
+        run.loop_objects["actor_generations"] = state.get("actor_generations", {})  # resumed: new seeds
         torch.set_rng_state(state["torch_rng"])
     # checkpoints from before replay-<step>.pt files have no "replay_file" key and a replay.pt beside them
     replay_file = ckpt["replay_file"] if "replay_file" in ckpt else "replay.pt"

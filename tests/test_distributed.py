@@ -15,7 +15,13 @@ import torch
 from robotrl.algos.common import attribute_state
 from robotrl.config import RobotrlError
 from robotrl.distributed import DistributedSpec, parse_distributed
-from robotrl.distributed.loop import TARGETS_IN_FLIGHT, BellmanUpdater, Collector, collector_seed
+from robotrl.distributed.loop import (
+    TARGETS_IN_FLIGHT,
+    BellmanUpdater,
+    Collector,
+    collector_seed,
+    first_generations,
+)
 from robotrl.replay import Batch
 from robotrl.run import build_run, load_run, save_run, train
 
@@ -84,6 +90,18 @@ def test_collectors_get_their_own_seeds_from_the_run_seed():
     assert len(seeds) == 12 and collector_seed(7, 1, 0) == collector_seed(7, 1, 0) != collector_seed(8, 1, 0)
 
 
+def test_resumed_collectors_and_updaters_start_on_seeds_no_earlier_stretch_used(tmp_path):
+    run = build_run("reach", "sac", seed=3, overrides=_tiny(), run_dir=tmp_path / "run")
+    assert first_generations(run, "collectors", 2) == {0: 0, 1: 0} and first_generations(run, "updaters", 1) == {0: 0}
+    run.loop_objects["actor_generations"]["collectors"][1] += 1  # collector 1 was replaced once
+    resumed = load_run(save_run(run), run_dir=tmp_path / "run")
+    assert first_generations(resumed, "collectors", 3) == {0: 1, 1: 2, 2: 0}  # a third collector: never used
+    assert first_generations(resumed, "updaters", 1) == {0: 1}
+    assert first_generations(resumed, "collectors", 2) == {0: 2, 1: 3}  # a second start in one process goes on
+    fresh = build_run("reach", "sac", seed=3, overrides=_tiny(), run_dir=tmp_path / "other")
+    assert first_generations(fresh, "collectors", 1) == {0: 0}
+
+
 def _tiny(**extra):
     return {"warmup_steps": 200, "batch_size": 32, "eval_every": 0, "eval_episodes": 2, "actor_hidden": [32],
             "critic_hidden": [32], **extra}
@@ -113,6 +131,8 @@ def test_a_distributed_run_fills_replay_with_whole_episodes_and_survives_a_kille
     resumed.distributed = spec
     train(resumed, run.step + 100, progress=False, evaluate_at_end=False)
     assert resumed.step >= run.step + 100
+    # the resumed collectors' seeds are their next generation's, none the first stretch used
+    assert resumed.loop_objects["learner"].generation == {i: g + 1 for i, g in learner.generation.items()}
     from robotrl.distributed import shutdown
 
     shutdown(run)
@@ -317,6 +337,7 @@ def test_a3c_workers_update_asynchronously_survive_a_kill_and_resume(local_ray, 
     resumed.distributed = spec
     train(resumed, run.step + 64, progress=False, evaluate_at_end=False)
     assert resumed.step >= run.step + 64 and resumed.agent.updates == resumed.step // 32
+    assert resumed.loop_objects["learner"].generation == {0: 2, 1: 1}  # past every seed the first stretch used
     shutdown(resumed)
 
 

@@ -32,6 +32,7 @@ from robotrl.distributed.loop import (
     _Episodes,
     _weights,
     collector_seed,
+    first_generations,
     launch_collectors,
     log_episodes,
     next_block,
@@ -105,7 +106,7 @@ def start(run: Run) -> None:
 
     learner = Learner(spec=spec, ray=ray, launch=launch, version=run.agent.updates, synced_at=run.step)
     run.loop_objects["learner"] = learner
-    launch_collectors(run, learner)
+    launch_collectors(run, learner, first_generations(run, "collectors", spec.collectors))
 
 
 def advance(run: Run, logger: Any) -> None:
@@ -129,7 +130,8 @@ def advance(run: Run, logger: Any) -> None:
 
 
 def state_dict(run: Run) -> dict[str, Any]:
-    """Nothing beyond the learner's agent and normaliser (in every checkpoint): workers start new episodes."""
+    """Nothing beyond the learner's agent and normaliser (in every checkpoint): workers start new episodes (on
+    their next seed generation: see robotrl.distributed.loop.first_generations)."""
     return {}
 
 

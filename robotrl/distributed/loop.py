@@ -186,6 +186,7 @@ def start(run: Run) -> None:
     remote = ray.remote(num_cpus=1)(Collector)
     source = task_source(run.task, run.env_spec) if run.card is None else run.card
     share = max(run.loop_cfg.warmup_steps - run.step, 0) // spec.collectors  # the warm-up still to do, split
+    first = first_generations(run, "collectors", spec.collectors)
     replay = None
     if spec.replay:
         from robotrl.distributed.replay import start_replay
@@ -195,28 +196,40 @@ def start(run: Run) -> None:
     def launch(index: int, generation: int) -> Any:
         seed = collector_seed(run.seed, index, generation)
         return remote.remote(source, run.algo.name, run.loop_cfg, run.algo_cfg, seed,
-                             share if generation == 0 else 0, spec.block)
+                             share if generation == first[index] else 0, spec.block)
 
     learner = Learner(spec=spec, ray=ray, launch=launch, version=_updates(run), synced_at=run.step, replay=replay)
     run.loop_objects["learner"] = learner
-    launch_collectors(run, learner)
+    launch_collectors(run, learner, first)
     if spec.bellman:
         updater = ray.remote(num_cpus=1)(BellmanUpdater)
         learner.launch_updater = lambda index, generation: updater.remote(
             run.algo.name, run.obs_dim, run.action_dim, run.algo_cfg, collector_seed(run.seed, index, generation, 1))
-        for index in range(spec.bellman):
-            learner.updater_generation[index] = 0
-            learner.updaters[index] = learner.launch_updater(index, 0)
+        learner.updater_generation = first_generations(run, "updaters", spec.bellman)
+        for index, generation in learner.updater_generation.items():
+            learner.updaters[index] = learner.launch_updater(index, generation)
         _send_targets(run, learner)
 
 
-def launch_collectors(run: Run, learner: Learner) -> None:
-    """spec.collectors actors (generation 0), each sent the current weights, each with its first collect() running;
-    marks the run started (the learner has no env of its own)."""
+def first_generations(run: Run, kind: str, count: int) -> dict[int, int]:
+    """The seed generation (collector_seed) each of `count` collectors (kind "collectors") or Bellman updaters
+    ("updaters") starts at: one past the last this run used, as its checkpoint (or this process's previous start)
+    recorded, 0 for a place never used; so no actor of a resumed or restarted run repeats the seeds of an earlier
+    stretch of it. The dict returned is the record itself: the learner bumps it on each replacement and checkpoints
+    carry it (robotrl.run.run_payload)."""
+    record = run.loop_objects.setdefault("actor_generations", {})
+    last = record.get(kind, {})
+    record[kind] = {index: last.get(index, -1) + 1 for index in range(count)}
+    return record[kind]
+
+
+def launch_collectors(run: Run, learner: Learner, generations: dict[int, int]) -> None:
+    """spec.collectors actors at their first_generations, each sent the current weights, each with its first
+    collect() running; marks the run started (the learner has no env of its own)."""
     weights = learner.ray.put(_weights(run))
-    for index in range(learner.spec.collectors):
-        learner.generation[index] = 0
-        learner.handles[index] = learner.launch(index, 0)
+    learner.generation = generations
+    for index, generation in generations.items():
+        learner.handles[index] = learner.launch(index, generation)
         learner.handles[index].set_weights.remote(weights, learner.version)
         request(learner, index)
     run.obs = np.zeros(run.obs_dim, dtype=np.float32)
@@ -373,7 +386,8 @@ def stop_collectors(run: Run) -> None:
 
 
 def state_dict(run: Run) -> dict[str, Any]:
-    """The learner's loop state; the collectors' episodes are not in it (resuming starts new ones)."""
+    """The learner's loop state; the collectors' episodes are not in it (resuming starts new ones, on seeds of the
+    collectors' next generation: see first_generations)."""
     return {"update_credit": run.update_credit, "env": None, "script": None}
 
 
