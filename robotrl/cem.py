@@ -53,6 +53,20 @@ class CEMMaximizer(nn.Module):
     @torch.jit.export
     def maximize_features(self, features: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """maximize() for states already encoded by the critic's encode(): [B, features] -> [B, d]."""
+        return self._search(features, noise, False)[0]
+
+    @torch.jit.export
+    def decision_margins(self, features: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """[B]: per state, the smallest relative Q gap behind any choice the search made between two different actions
+        (best and runner-up, the last elite and the first sample left out, each iteration's best against the best
+        so far, the fitted mean against the best sample). Another runtime's float rounding (ONNX Runtime,
+        AOTInductor's kernels) can flip only a choice whose gap is of that rounding's size, so a state with a
+        margin near 0 may legitimately get a different action there; inf where no choice was between two
+        different actions."""
+        return self._search(features, noise, True)[1]
+
+    def _search(self, features: torch.Tensor, noise: torch.Tensor,
+                track_margins: bool) -> tuple[torch.Tensor, torch.Tensor]:
         batch, d = features.shape[0], self.action_dim
         samples = noise.shape[-2]
         width = features.shape[-1]
@@ -61,18 +75,40 @@ class CEMMaximizer(nn.Module):
         std = torch.full((batch, d), self.init_std, dtype=features.dtype, device=features.device)
         best_a = mean
         best_q = torch.full((batch,), -float("inf"), dtype=features.dtype, device=features.device)
+        margins = torch.full((batch,), float("inf"), dtype=features.dtype, device=features.device)
         for i in range(noise.shape[0]):
             actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise[i]).clamp(-1.0, 1.0)  # [B, N, d]
             q = self.q.head(per_sample, actions.reshape(batch * samples, d)).reshape(batch, samples)
             top_q, top = q.topk(self.elites, dim=1)
             elite = actions.gather(1, top.unsqueeze(-1).expand(batch, self.elites, d))
+            if track_margins:
+                ranked_q, ranked = q.topk(min(self.elites + 1, samples), dim=1)
+                ranked_a = actions.gather(1, ranked.unsqueeze(-1).expand(batch, ranked.shape[1], d))
+                for r in [0, self.elites - 1]:
+                    if r + 1 < ranked.shape[1]:
+                        margins = _smaller_margin(margins, ranked_q[:, r], ranked_a[:, r],
+                                                  ranked_q[:, r + 1], ranked_a[:, r + 1])
+                if i > 0:  # the first iteration's best is compared with -inf: no choice
+                    margins = _smaller_margin(margins, top_q[:, 0], elite[:, 0], best_q, best_a)
             better = top_q[:, 0] > best_q
             best_a = torch.where(better.unsqueeze(-1), elite[:, 0], best_a)
             best_q = torch.where(better, top_q[:, 0], best_q)
             mean = elite.mean(1)
             std = elite.std(1, unbiased=False) if self.elites > 1 else std
         mean_q = self.q.head(features, mean)
-        return torch.where((mean_q > best_q).unsqueeze(-1), mean, best_a)
+        if track_margins:
+            margins = _smaller_margin(margins, mean_q, mean, best_q, best_a)
+        return torch.where((mean_q > best_q).unsqueeze(-1), mean, best_a), margins
+
+
+def _smaller_margin(margins: torch.Tensor, q: torch.Tensor, action: torch.Tensor, other_q: torch.Tensor,
+                    other_action: torch.Tensor) -> torch.Tensor:
+    """margins lowered to |q - other_q| / max(1, |q|, |other_q|) where the two actions differ (a choice between
+    equal actions decides nothing: samples clamped onto the same corner of the box tie exactly)."""
+    differ = (action != other_action).any(-1)
+    scale = torch.maximum(q.abs(), other_q.abs()).clamp(min=1.0)
+    gap = torch.where(differ, (q - other_q).abs() / scale, torch.full_like(q, float("inf")))
+    return torch.minimum(margins, gap)
 
 
 class _Whole(nn.Module):

@@ -429,9 +429,12 @@ class DeployedPolicy(nn.Module):
         # the policy's output it turns the whole action into NaN, which nan_to_num maps to the safe zero. A clamp
         # alone would pass an infinite observation on as the finite clip value.
         poison = (x * 0.0).sum(-1, keepdim=True)
-        # (x - mean) * inv_std, not x * inv_std - mean * inv_std in one addcmul: with a near-constant observation
-        # inv_std reaches 1e4 and the two large products cancel, costing ~1e-4 in the action (seen on push).
-        x = ((x - self.obs_mean) * self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)
-        a = torch.nan_to_num(self.policy(x) + poison, nan=0.0, posinf=0.0, neginf=0.0)
+        a = torch.nan_to_num(self.policy(self.normalized(x)) + poison, nan=0.0, posinf=0.0, neginf=0.0)
         # No clamp of a to [-1, 1] first: the clamp to [low, high] bounds the action all the same.
         return torch.addcmul(self.mid, a, self.half_range).clamp(self.low, self.high)
+
+    def normalized(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 observation -> the policy's input (frozen statistics, clipped)."""
+        # (x - mean) * inv_std, not x * inv_std - mean * inv_std in one addcmul: with a near-constant observation
+        # inv_std reaches 1e4 and the two large products cancel, costing ~1e-4 in the action (seen on push).
+        return ((x - self.obs_mean) * self.obs_inv_std).clamp(-self.obs_clip, self.obs_clip)

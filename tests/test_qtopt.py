@@ -10,6 +10,8 @@ from torch import nn
 
 from robotrl.algos.qtopt import QTOptAgent, QTOptConfig, lagged_double_q_target
 from robotrl.cem import ELITES, ITERATIONS, SAMPLES, CEMMaximizer
+from robotrl.export import CEM_TIE_TOLERANCE, compare_actions
+from robotrl.nets import DeployedPolicy
 
 
 class Quadratic(nn.Module):
@@ -61,6 +63,51 @@ def test_cem_forward_is_deterministic_and_single_observations_work():
     obs = torch.randn(5, 3)
     assert torch.equal(cem(obs), cem(obs))
     assert torch.equal(cem(obs[0]), cem(obs)[0])
+
+
+class NearlyFlat(nn.Module):
+    """Q(s, a) = 1e-7 * sum(a): every choice the search makes is between actions ~1e-7 apart in Q."""
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return 1e-7 * action.sum(-1) + 0.0 * obs[:, 0]
+
+
+def _deployed(q: nn.Module, obs_dim: int, d: int) -> DeployedPolicy:
+    return DeployedPolicy(CEMMaximizer(q, d), torch.zeros(obs_dim), torch.ones(obs_dim), 10.0, -torch.ones(d),
+                          torch.ones(d)).eval()
+
+
+def test_export_comparison_excuses_a_cem_action_only_at_a_near_tie():
+    obs = torch.rand(32, 4) * 1.6 - 0.8
+    for q, excused in [(NearlyFlat(), True), (Quadratic(), False)]:
+        policy = _deployed(q, 4, 2)
+        with torch.no_grad():
+            expected = policy(obs)
+            margins = policy.policy.decision_margins(policy.normalized(obs), policy.policy.noise_table)
+        flipped_row = int(margins.argmax())
+        got = expected.clone()
+        got[flipped_row] = -got[flipped_row]  # another runtime picked another candidate in this state
+        diff, near_ties = compare_actions(policy, obs, expected, got)
+        if excused:
+            assert margins.max().item() <= CEM_TIE_TOLERANCE
+            assert (diff, near_ties) == (0.0, 1)
+        else:
+            assert margins[flipped_row].item() > CEM_TIE_TOLERANCE
+            assert diff == pytest.approx((2 * expected[flipped_row]).abs().max().item()) and near_ties == 0
+        # the same actions compare equal, with nothing excused
+        assert compare_actions(policy, obs, expected, expected.clone()) == (0.0, 0)
+
+
+def test_decision_margins_is_the_gap_between_the_best_two_different_samples_of_one_iteration():
+    q = Quadratic()
+    cem = CEMMaximizer(q, 1, samples=4, elites=1, iterations=1)
+    cem.noise_table.copy_(torch.tensor([[[0.1], [0.3], [-0.2], [0.9]]]))
+    obs = torch.zeros(1, 1)
+    # Q = -a^2 at a = 0.1, 0.3, -0.2, 0.9: best 0.1 (-0.01), runner-up -0.2 (-0.04), so the gap is 0.03 (|Q| < 1:
+    # not scaled); the one elite is its own mean, which decides nothing
+    margin = cem.decision_margins(obs, cem.noise_table)
+    assert margin.item() == pytest.approx(0.03)
+    assert cem(obs).item() == pytest.approx(0.1)
 
 
 class Constant(nn.Module):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from robotrl import DDPG, NAF, SAC, TD3, QTOpt, RobotrlError, load_policy
+from robotrl.export import compare_actions
 from robotrl.run import build_run, load_run, save_run, train
 
 SMALL = dict(warmup_steps=150, batch_size=32, eval_every=0, eval_episodes=2, actor_hidden=[32, 32],
@@ -160,9 +161,13 @@ def test_exported_policy_matches_agent_in_a_process_without_robotrl(tmp_path, al
     payload = json.loads(proc.stdout.strip().splitlines()[-1])
     assert payload["robotrl_loaded"] is False
     expected = agent.predict(obs)
-    for fmt in ("pt", "pt2", "onnx"):
-        np.testing.assert_allclose(np.array(payload[fmt]), expected, atol=1e-5, rtol=0, err_msg=fmt)
-    np.testing.assert_allclose(np.array(payload["pt_single"]), expected[0], atol=1e-5, rtol=0)
+    # QT-Opt's CEM is an argmax: ONNX Runtime's or AOTInductor's rounding may flip a choice between two actions
+    # whose Q values tie to ~1e-6, and only such rows (decision margin <= CEM_TIE_TOLERANCE) are excused.
+    policy, rows = agent.policy(), torch.as_tensor(obs)
+    for fmt, got, n in [("pt", payload["pt"], None), ("pt2", payload["pt2"], None), ("onnx", payload["onnx"], None),
+                        ("pt_single", [payload["pt_single"]], 1)]:
+        diff, near_ties = compare_actions(policy, rows[:n], torch.as_tensor(expected[:n]), torch.tensor(got))
+        assert diff <= 1e-5 and near_ties <= (len(obs) // 8 if algo == "qtopt" else 0), (fmt, diff, near_ties)
 
 
 GUARDS_OF_PT2_AND_ONNX = """
