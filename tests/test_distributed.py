@@ -383,3 +383,16 @@ def test_the_python_api_trains_a3c_on_its_workers_and_a_distributed_sac(local_ra
                         ({"address": "127.0.0.1:6379"}, "distributed='collectors=N'")]:
         with pytest.raises(RobotrlError, match=needle):
             SAC("reach", **bad)
+
+
+def test_distributed_without_ray_installed_is_a_one_line_error_that_says_how_to_install_it(tmp_path):
+    """`import ray` fails (a None entry in sys.modules makes it raise ImportError, as a missing package does)."""
+    hide_ray = ("import sys; sys.modules['ray'] = None; from robotrl.cli import main; "
+                "sys.exit(main(['train', 'pendulum', '--algo', 'sac', '--steps', '100', '--no-progress', "
+                "'--distributed', 'collectors=1']))")
+    proc = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robotrl: error: --distributed needs Ray, which is not installed")
+    assert '".[distributed]"' in lines[0]
