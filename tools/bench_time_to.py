@@ -7,10 +7,11 @@ the closest entry). A benchmark, not a test; run it with nothing else on the mac
 
 Both sides train the same algorithm (--algo, SAC by default) on the same env (robotrl.make_env: the card's
 horizon, actions in [-1, 1]) in chunks of --eval-every steps, one run at a time, alternating robotrl and SB3 per
-seed. After each chunk the current deterministic policy is evaluated on --eval-episodes episodes of the seed's
-report block (robotrl.config.eval_seed_base), which no keep-best or tuning has seen; the clocks stop during the
-evaluation, so each side's time is its training alone. robotrl runs with its periodic evaluation and keep_best off
-(they would cost its clock). A run stops at the first evaluation that meets the threshold, or at the budget.
+seed, both at --threads torch threads (1, robotrl's default). After each chunk the current deterministic policy is
+evaluated on --eval-episodes episodes of the seed's report block (robotrl.config.eval_seed_base), which no
+keep-best or tuning has seen; the clocks stop during the evaluation, so each side's time is its training alone.
+robotrl runs with its periodic evaluation and keep_best off (they would cost its clock). A run stops at the first
+evaluation that meets the threshold, or at the budget.
 
 Printed per task: each side's median wall-clock and env steps to the threshold over the seeds (a seed that never
 gets there counts as infinite: "not reached" when the median is), the ratio robotrl / SB3 of the medians, and
@@ -76,8 +77,8 @@ def _curve_value(metric: str, result: Any) -> float:
 
 
 def run_robotrl(task: str, algo: str, seed: int, budget: int, every: int, episodes: int, metric: str,
-                threshold: float) -> dict[str, Any]:
-    run = build_run(task, algo, seed=seed, overrides={"eval_every": 0, "keep_best": False})
+                threshold: float, threads: int) -> dict[str, Any]:
+    run = build_run(task, algo, seed=seed, overrides={"eval_every": 0, "keep_best": False, "torch_threads": threads})
     eval_env = make_env(run.card, normalize_actions=False)
 
     def chunk(target: int) -> None:
@@ -88,7 +89,7 @@ def run_robotrl(task: str, algo: str, seed: int, budget: int, every: int, episod
 
 
 def run_sb3(task: str, algo: str, seed: int, budget: int, every: int, episodes: int, metric: str,
-            threshold: float) -> dict[str, Any]:
+            threshold: float, threads: int) -> dict[str, Any]:
     import stable_baselines3
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -96,7 +97,7 @@ def run_sb3(task: str, algo: str, seed: int, budget: int, every: int, episodes: 
         raise RobotrlError(f"no rl-baselines3-zoo {algo} entry recorded for '{task}'; known: sac on "
                            f"{', '.join(ZOO_SAC)}")
     card = load_card(task)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
     venv = DummyVecEnv([lambda: make_env(card)])
@@ -132,10 +133,11 @@ def _race(chunk: Any, current_policy: Any, steps_done: Any, eval_env: Any, seed:
     return {"steps_to": steps_to, "time_to_s": time_to, "train_time_s": round(clock, 2), "curve": curve}
 
 
-def run_one(library: str, task: str, algo: str, seed: int, budget: int, every: int, episodes: int) -> dict:
+def run_one(library: str, task: str, algo: str, seed: int, budget: int, every: int, episodes: int,
+            threads: int = 1) -> dict:
     metric, threshold = THRESHOLDS[task]
     fn = run_robotrl if library == "robotrl" else run_sb3
-    result = fn(task, algo, seed, budget, every, episodes, metric, threshold)
+    result = fn(task, algo, seed, budget, every, episodes, metric, threshold, threads)
     return {"library": library, "task": task, "algo": algo, "seed": seed, "metric": metric, "threshold": threshold,
             "budget": budget, "eval_every": every, "episodes": episodes, "threads": torch.get_num_threads(),
             **({"sb3_hyperparameters": ZOO_SAC[task][0]} if library == "sb3" else {}), **result}
@@ -217,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations (default: budget/30)")
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, the same on both sides (robotrl's default "
+                   "is 1)")
     p.add_argument("--threshold", action="append", default=[], metavar="TASK=VALUE", help="change a threshold")
     p.add_argument("--budget", action="append", default=[], metavar="TASK=STEPS", help="change a task's budget")
     p.add_argument("--save", metavar="FILE.json")
@@ -255,15 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     if args.resume and Path(args.save).exists():
         results = json.loads(Path(args.save).read_text())
-    done = {(r["library"], r["task"], r["seed"], r["threshold"], r["budget"]) for r in results}
+    done = {(r["library"], r["task"], r["seed"], r["threshold"], r["budget"], r["threads"]) for r in results}
     for task in tasks:
         budget = budgets[task]
         every = args.eval_every or max(budget // 30, 1)
         for seed in seeds:
             for lib in libraries:  # alternating A B per seed
-                if (lib, task, seed, THRESHOLDS[task][1], budget) in done:
+                if (lib, task, seed, THRESHOLDS[task][1], budget, args.threads) in done:
                     continue
-                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes)
+                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, args.threads)
                 results.append(r)
                 if args.save:
                     Path(args.save).write_text(json.dumps(results, indent=1))
