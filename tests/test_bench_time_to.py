@@ -27,6 +27,7 @@ def test_a_tiny_race_stops_at_the_threshold_or_the_budget_and_prints_both_sides(
     assert code == 0
     results = json.loads(save.read_text())
     assert sorted(r["library"] for r in results) == ["robotrl", "sb3"]
+    assert {r["library"]: r["threads"] for r in results} == {"robotrl": 1, "sb3": 2}  # each side's default
     for r in results:  # any policy balances >= 1 step: both reach it at the first evaluation
         assert r["steps_to"] == 300 and r["time_to_s"] == r["curve"][0][1] > 0 and len(r["curve"]) == 1
         assert r["curve"][0][2] >= 1

@@ -7,11 +7,11 @@ the closest entry). A benchmark, not a test; run it with nothing else on the mac
 
 Both sides train the same algorithm (--algo, SAC by default) on the same env (robotrl.make_env: the card's
 horizon, actions in [-1, 1]) in chunks of --eval-every steps, one run at a time, alternating robotrl and SB3 per
-seed, both at --threads torch threads (1, robotrl's default). After each chunk the current deterministic policy is
-evaluated on --eval-episodes episodes of the seed's report block (robotrl.config.eval_seed_base), which no
-keep-best or tuning has seen; the clocks stop during the evaluation, so each side's time is its training alone.
-robotrl runs with its periodic evaluation and keep_best off (they would cost its clock). A run stops at the first
-evaluation that meets the threshold, or at the budget.
+seed, robotrl at --threads torch threads (1, its cards' default) and SB3 at --sb3-threads (2, its faster count here).
+After each chunk the current deterministic policy is evaluated on --eval-episodes episodes of the seed's report
+block (robotrl.config.eval_seed_base), which no keep-best or tuning has seen; the clocks stop during the
+evaluation, so each side's time is its training alone. robotrl runs with its periodic evaluation and keep_best off
+(they would cost its clock). A run stops at the first evaluation that meets the threshold, or at the budget.
 
 Printed per task: each side's median wall-clock and env steps to the threshold over the seeds (a seed that never
 gets there counts as infinite: "not reached" when the median is), the ratio robotrl / SB3 of the medians, and
@@ -219,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations (default: budget/30)")
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1, help="torch threads, the same on both sides (robotrl's default "
-                   "is 1)")
+    p.add_argument("--threads", type=int, default=1, help="robotrl's torch threads (its cards' default: 1)")
+    p.add_argument("--sb3-threads", type=int, default=2, help="SB3's torch threads (2: its faster count on this "
+                   "2-core machine, tools/bench_speed.py)")
     p.add_argument("--threshold", action="append", default=[], metavar="TASK=VALUE", help="change a threshold")
     p.add_argument("--budget", action="append", default=[], metavar="TASK=STEPS", help="change a task's budget")
     p.add_argument("--save", metavar="FILE.json")
@@ -265,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         every = args.eval_every or max(budget // 30, 1)
         for seed in seeds:
             for lib in libraries:  # alternating A B per seed
-                if (lib, task, seed, THRESHOLDS[task][1], budget, args.threads) in done:
+                if (lib, task, seed, THRESHOLDS[task][1], budget, args.threads if lib == "robotrl" else
+                        args.sb3_threads) in done:
                     continue
-                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, args.threads)
+                threads = args.threads if lib == "robotrl" else args.sb3_threads
+                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, threads)
                 results.append(r)
                 if args.save:
                     Path(args.save).write_text(json.dumps(results, indent=1))
