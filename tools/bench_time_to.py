@@ -7,7 +7,7 @@ the closest entry). A benchmark, not a test; run it with nothing else on the mac
 
 Both sides train the same algorithm (--algo, SAC by default) on the same env (robotrl.make_env: the card's
 horizon, actions in [-1, 1]) in chunks of --eval-every steps, one run at a time, alternating robotrl and SB3 per
-seed, robotrl at --threads torch threads (1, its cards' default) and SB3 at --sb3-threads (2, its faster count here).
+seed, robotrl at its card's torch threads (or --threads) and SB3 at --sb3-threads (2, its faster count here).
 After each chunk the current deterministic policy is evaluated on --eval-episodes episodes of the seed's report
 block (robotrl.config.eval_seed_base), which no keep-best or tuning has seen; the clocks stop during the
 evaluation, so each side's time is its training alone. robotrl runs with its periodic evaluation and keep_best off
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robotrl.config import RobotrlError, eval_seed_base, parse_overrides
+from robotrl.config import LoopConfig, RobotrlError, eval_seed_base, parse_overrides
 from robotrl.envs import list_tasks, load_card, make_env
 from robotrl.evaluate import run_episodes
 from robotrl.run import build_run, run_policy, train
@@ -133,6 +133,11 @@ def _race(chunk: Any, current_policy: Any, steps_done: Any, eval_env: Any, seed:
     return {"steps_to": steps_to, "time_to_s": time_to, "train_time_s": round(clock, 2), "curve": curve}
 
 
+def card_threads(task: str, algo: str) -> int:
+    """The torch threads robotrl's card for (task, algo) trains with."""
+    return int(load_card(task).algos.get(algo, {}).get("torch_threads", LoopConfig.torch_threads))
+
+
 def run_one(library: str, task: str, algo: str, seed: int, budget: int, every: int, episodes: int,
             threads: int = 1) -> dict:
     metric, threshold = THRESHOLDS[task]
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations (default: budget/30)")
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1, help="robotrl's torch threads (its cards' default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="robotrl's torch threads (default: the card's)")
     p.add_argument("--sb3-threads", type=int, default=2, help="SB3's torch threads (2: its faster count on this "
                    "2-core machine, tools/bench_speed.py)")
     p.add_argument("--threshold", action="append", default=[], metavar="TASK=VALUE", help="change a threshold")
@@ -266,10 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         every = args.eval_every or max(budget // 30, 1)
         for seed in seeds:
             for lib in libraries:  # alternating A B per seed
-                if (lib, task, seed, THRESHOLDS[task][1], budget, args.threads if lib == "robotrl" else
-                        args.sb3_threads) in done:
+                threads = args.sb3_threads if lib == "sb3" else args.threads or card_threads(task, args.algo)
+                if (lib, task, seed, THRESHOLDS[task][1], budget, threads) in done:
                     continue
-                threads = args.threads if lib == "robotrl" else args.sb3_threads
                 r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, threads)
                 results.append(r)
                 if args.save:
