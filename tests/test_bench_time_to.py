@@ -36,16 +36,19 @@ def test_a_tiny_race_stops_at_the_threshold_or_the_budget_and_prints_both_sides(
     row = bench.summary_rows(results)[0]
     assert row["ratio"] == pytest.approx(row["robotrl"]["time"] / row["sb3"]["time"])
 
-    # unreachable: every run goes to its budget; --resume keeps the finished runs of the other threshold
+    # unreachable: every run goes to its budget; --resume keeps the finished runs of the other threshold; --set
+    # changes robotrl's card for a sweep and is recorded
     code = bench.main(["--tasks", "pendulum", "--seeds", "1", "--libraries", "robotrl", "--threshold",
                        "pendulum=100000", "--budget", "pendulum=600", "--eval-every", "300", "--eval-episodes", "1",
-                       "--save", str(save), "--resume"])
+                       "--set", "batch_size=64", "--save", str(save), "--resume"])
     assert code == 0
     results = json.loads(save.read_text())
     assert len(results) == 3
     late = results[-1]
     assert late["steps_to"] is None and late["time_to_s"] is None and [s for s, _, _ in late["curve"]] == [300, 600]
-    assert "not reached" in capsys.readouterr().out
+    assert late["card_overrides"] == {"batch_size": 64} and results[0]["card_overrides"] == {}
+    out = capsys.readouterr().out
+    assert "not reached" in out and "| pendulum batch_size=64 | return >= 100000 |" in out
     assert math.isinf(bench.summary_rows(results)[1]["robotrl"]["time"])
 
 
@@ -56,6 +59,7 @@ def test_bad_tasks_thresholds_and_libraries_are_one_line_errors(capsys):
     assert bench.main(["--tasks", "pendulum", "--libraries", "cleanrl"]) == 2
     assert bench.main(["--tasks", "pendulum", "--algo", "td3"]) == 2  # no zoo entry recorded for SB3
     assert bench.main(["--tasks", "pendulum", "--resume"]) == 2
+    assert bench.main(["--tasks", "pendulum", "--set", "batch_sise=64"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 5 and all(e.startswith("error: ") for e in errors), errors
-    assert "no such task card" in errors[0] and "walker" in errors[1] and "td3" in errors[3]
+    assert len(errors) == 6 and all(e.startswith("error: ") for e in errors), errors
+    assert "no such task card" in errors[0] and "walker" in errors[1] and "td3" in errors[3] and "batch_sise" in errors[5]

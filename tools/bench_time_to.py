@@ -77,8 +77,9 @@ def _curve_value(metric: str, result: Any) -> float:
 
 
 def run_robotrl(task: str, algo: str, seed: int, budget: int, every: int, episodes: int, metric: str,
-                threshold: float, threads: int) -> dict[str, Any]:
-    run = build_run(task, algo, seed=seed, overrides={"eval_every": 0, "keep_best": False, "torch_threads": threads})
+                threshold: float, threads: int, card_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    run = build_run(task, algo, seed=seed, overrides={**(card_overrides or {}), "eval_every": 0, "keep_best": False,
+                                                      "torch_threads": threads})
     eval_env = make_env(run.card, normalize_actions=False)
 
     def chunk(target: int) -> None:
@@ -89,7 +90,7 @@ def run_robotrl(task: str, algo: str, seed: int, budget: int, every: int, episod
 
 
 def run_sb3(task: str, algo: str, seed: int, budget: int, every: int, episodes: int, metric: str,
-            threshold: float, threads: int) -> dict[str, Any]:
+            threshold: float, threads: int, card_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     import stable_baselines3
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -139,13 +140,21 @@ def card_threads(task: str, algo: str) -> int:
 
 
 def run_one(library: str, task: str, algo: str, seed: int, budget: int, every: int, episodes: int,
-            threads: int = 1) -> dict:
+            threads: int = 1, card_overrides: dict[str, Any] | None = None) -> dict:
+    """One race; card_overrides change robotrl's card (a sweep), never SB3's zoo hyperparameters."""
     metric, threshold = THRESHOLDS[task]
+    card_overrides = card_overrides if library == "robotrl" else {}
     fn = run_robotrl if library == "robotrl" else run_sb3
-    result = fn(task, algo, seed, budget, every, episodes, metric, threshold, threads)
+    result = fn(task, algo, seed, budget, every, episodes, metric, threshold, threads, card_overrides)
     return {"library": library, "task": task, "algo": algo, "seed": seed, "metric": metric, "threshold": threshold,
             "budget": budget, "eval_every": every, "episodes": episodes, "threads": torch.get_num_threads(),
-            **({"sb3_hyperparameters": ZOO_SAC[task][0]} if library == "sb3" else {}), **result}
+            **({"sb3_hyperparameters": ZOO_SAC[task][0]} if library == "sb3" else {"card_overrides": card_overrides}),
+            **result}
+
+
+def key(lib: str, task: str, seed: int, threshold: float, budget: int, threads: int, sets: dict[str, Any]) -> str:
+    """What identifies a finished run for --resume."""
+    return json.dumps([lib, task, seed, threshold, budget, threads, sets if lib == "robotrl" else {}])
 
 
 def median_or_inf(values: list[float | None]) -> float:
@@ -153,12 +162,18 @@ def median_or_inf(values: list[float | None]) -> float:
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (task, threshold): each library's medians over its seeds and the ratio of the wall-clock medians."""
+    """Per (task, threshold, robotrl's card overrides): each library's medians over its seeds and the ratio of the
+    wall-clock medians (SB3's runs of the task and threshold are shared by every robotrl variant)."""
     rows = []
-    for task, threshold in dict.fromkeys((r["task"], r["threshold"]) for r in results):
-        row: dict[str, Any] = {"task": task, "metric": THRESHOLDS.get(task, ("return",))[0], "threshold": threshold}
+    variants = dict.fromkeys((r["task"], r["threshold"], json.dumps(r.get("card_overrides") or {}))
+                             for r in results if r["library"] == "robotrl")
+    variants.update(dict.fromkeys((r["task"], r["threshold"], "{}") for r in results if r["library"] == "sb3"))
+    for task, threshold, sets in variants:
+        row: dict[str, Any] = {"task": task, "metric": THRESHOLDS.get(task, ("return",))[0], "threshold": threshold,
+                               "card_overrides": json.loads(sets)}
         for lib in LIBRARIES:
-            rs = [r for r in results if r["task"] == task and r["threshold"] == threshold and r["library"] == lib]
+            rs = [r for r in results if r["task"] == task and r["threshold"] == threshold and r["library"] == lib
+                  and (lib == "sb3" or json.dumps(r.get("card_overrides") or {}) == sets)]
             row[lib] = {"seeds": len(rs), "time": median_or_inf([r["time_to_s"] for r in rs]),
                         "steps": median_or_inf([r["steps_to"] for r in rs]),
                         "reached": sum(r["time_to_s"] is not None for r in rs)}
@@ -181,7 +196,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for row in summary_rows(results):
         a, b = row["robotrl"], row["sb3"]
         ratio = "-" if math.isnan(row["ratio"]) else f"{row['ratio']:.2f}"
-        print(f"| {row['task']} | {row['metric']} >= {row['threshold']:g} | {_fmt(a['time'], ' s')} "
+        sets = "".join(f" {k}={v}" for k, v in row["card_overrides"].items())
+        print(f"| {row['task']}{sets} | {row['metric']} >= {row['threshold']:g} | {_fmt(a['time'], ' s')} "
               f"({_fmt(a['steps'])}) | {_fmt(b['time'], ' s')} ({_fmt(b['steps'])}) | {ratio} | "
               f"{a['reached']}/{a['seeds']}, {b['reached']}/{b['seeds']} |")
 
@@ -229,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                    "2-core machine, tools/bench_speed.py)")
     p.add_argument("--threshold", action="append", default=[], metavar="TASK=VALUE", help="change a threshold")
     p.add_argument("--budget", action="append", default=[], metavar="TASK=STEPS", help="change a task's budget")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change robotrl's card for these runs (a sweep; SB3 keeps the zoo's settings)")
     p.add_argument("--save", metavar="FILE.json")
     p.add_argument("--resume", action="store_true", help="with --save: run only what the file lacks")
     p.add_argument("--load", metavar="FILE.json", help="print (and --plot) an earlier --save")
@@ -259,22 +277,26 @@ def main(argv: list[str] | None = None) -> int:
                     raise RobotrlError(f"no rl-baselines3-zoo {args.algo} entry recorded for '{task}'; known: sac "
                                        f"on {', '.join(ZOO_SAC)} (or run --libraries robotrl)")
         seeds = [int(s) for s in args.seeds.split(",")]
+        card_overrides = parse_overrides(args.set)
+        for task in tasks:  # a bad key or value fails here, in one line, not after the first SB3 run
+            build_run(task, args.algo, seed=0, overrides=card_overrides).env.close()
     except (RobotrlError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results: list[dict[str, Any]] = []
     if args.resume and Path(args.save).exists():
         results = json.loads(Path(args.save).read_text())
-    done = {(r["library"], r["task"], r["seed"], r["threshold"], r["budget"], r["threads"]) for r in results}
+    done = {key(r["library"], r["task"], r["seed"], r["threshold"], r["budget"], r["threads"],
+                r.get("card_overrides", {})) for r in results}
     for task in tasks:
         budget = budgets[task]
         every = args.eval_every or max(budget // 30, 1)
         for seed in seeds:
             for lib in libraries:  # alternating A B per seed
                 threads = args.sb3_threads if lib == "sb3" else args.threads or card_threads(task, args.algo)
-                if (lib, task, seed, THRESHOLDS[task][1], budget, threads) in done:
+                if key(lib, task, seed, THRESHOLDS[task][1], budget, threads, card_overrides) in done:
                     continue
-                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, threads)
+                r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, threads, card_overrides)
                 results.append(r)
                 if args.save:
                     Path(args.save).write_text(json.dumps(results, indent=1))
