@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.load:
         results = json.loads(Path(args.load).read_text())
+        results = results["runs"] if isinstance(results, dict) else results  # a --save file, or one with metadata
         print_table(results)
         if args.plot:
             plot_curves(results, args.plot)
