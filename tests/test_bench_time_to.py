@@ -51,6 +51,12 @@ def test_a_tiny_race_stops_at_the_threshold_or_the_budget_and_prints_both_sides(
     assert "not reached" in out and "| pendulum batch_size=64 | return >= 100000 |" in out
     assert math.isinf(bench.summary_rows(results)[1]["robotrl"]["time"])
 
+    # --load prints a saved file, plain or with metadata around its runs
+    (tmp_path / "meta.json").write_text(json.dumps({"commit": "x", "runs": results}))
+    for path in (save, tmp_path / "meta.json"):
+        assert bench.main(["--load", str(path)]) == 0
+        assert "| pendulum batch_size=64 | return >= 100000 |" in capsys.readouterr().out
+
 
 def test_bad_tasks_thresholds_and_libraries_are_one_line_errors(capsys):
     bench = _bench()
