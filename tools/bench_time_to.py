@@ -189,6 +189,10 @@ def _fmt(value: float, unit: str = "") -> str:
     return "not reached" if math.isinf(value) else f"{value:,.0f}{unit}"
 
 
+def _sets_label(card_overrides: dict[str, Any] | None) -> str:
+    return "".join(f" {k}={v}" for k, v in (card_overrides or {}).items())
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     print("| task | threshold | robotrl time (steps) | SB3 time (steps) | ratio robotrl / SB3 "
           "| reached (robotrl, SB3) |")
@@ -196,7 +200,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for row in summary_rows(results):
         a, b = row["robotrl"], row["sb3"]
         ratio = "-" if math.isnan(row["ratio"]) else f"{row['ratio']:.2f}"
-        sets = "".join(f" {k}={v}" for k, v in row["card_overrides"].items())
+        sets = _sets_label(row["card_overrides"])
         print(f"| {row['task']}{sets} | {row['metric']} >= {row['threshold']:g} | {_fmt(a['time'], ' s')} "
               f"({_fmt(a['steps'])}) | {_fmt(b['time'], ' s')} ({_fmt(b['steps'])}) | {ratio} | "
               f"{a['reached']}/{a['seeds']}, {b['reached']}/{b['seeds']} |")
@@ -215,7 +219,7 @@ def plot_curves(results: list[dict[str, Any]], output: str) -> None:
             clock = [t for _, t, _ in r["curve"]]
             value = [v for _, _, v in r["curve"]]
             ax.plot(clock, value, color="C0" if r["library"] == "robotrl" else "C1", alpha=0.8,
-                    label=f"{r['library']} seed {r['seed']}")
+                    label=f"{r['library']}{_sets_label(r.get('card_overrides'))} seed {r['seed']}")
         ax.axhline(THRESHOLDS[task][1], color="grey", linestyle="--", linewidth=1)
         ax.set(title=task, xlabel="training wall-clock (s)", ylabel=THRESHOLDS[task][0])
         ax.legend(fontsize=7)
