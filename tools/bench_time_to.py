@@ -33,10 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from robotrl.config import LoopConfig, RobotrlError, eval_seed_base, parse_overrides
-from robotrl.envs import list_tasks, load_card, make_env
-from robotrl.evaluate import run_episodes
-from robotrl.run import build_run, run_policy, train
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_quality import card_configs  # noqa: E402
+
+from robotrl.config import RobotrlError, eval_seed_base, parse_overrides  # noqa: E402
+from robotrl.envs import list_tasks, load_card, make_env  # noqa: E402
+from robotrl.evaluate import run_episodes  # noqa: E402
+from robotrl.run import build_run, run_policy, train  # noqa: E402
 
 LIBRARIES = ("robotrl", "sb3")
 
@@ -90,7 +94,7 @@ def run_robotrl(task: str, algo: str, seed: int, budget: int, every: int, episod
 
 
 def run_sb3(task: str, algo: str, seed: int, budget: int, every: int, episodes: int, metric: str,
-            threshold: float, threads: int, card_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+            threshold: float, threads: int) -> dict[str, Any]:
     import stable_baselines3
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -134,22 +138,18 @@ def _race(chunk: Any, current_policy: Any, steps_done: Any, eval_env: Any, seed:
     return {"steps_to": steps_to, "time_to_s": time_to, "train_time_s": round(clock, 2), "curve": curve}
 
 
-def card_threads(task: str, algo: str) -> int:
-    """The torch threads robotrl's card for (task, algo) trains with."""
-    return int(load_card(task).algos.get(algo, {}).get("torch_threads", LoopConfig.torch_threads))
-
-
 def run_one(library: str, task: str, algo: str, seed: int, budget: int, every: int, episodes: int,
             threads: int = 1, card_overrides: dict[str, Any] | None = None) -> dict:
     """One race; card_overrides change robotrl's card (a sweep), never SB3's zoo hyperparameters."""
     metric, threshold = THRESHOLDS[task]
-    card_overrides = card_overrides if library == "robotrl" else {}
-    fn = run_robotrl if library == "robotrl" else run_sb3
-    result = fn(task, algo, seed, budget, every, episodes, metric, threshold, threads, card_overrides)
+    if library == "robotrl":
+        result = run_robotrl(task, algo, seed, budget, every, episodes, metric, threshold, threads, card_overrides)
+    else:
+        result = run_sb3(task, algo, seed, budget, every, episodes, metric, threshold, threads)
     return {"library": library, "task": task, "algo": algo, "seed": seed, "metric": metric, "threshold": threshold,
             "budget": budget, "eval_every": every, "episodes": episodes, "threads": torch.get_num_threads(),
-            **({"sb3_hyperparameters": ZOO_SAC[task][0]} if library == "sb3" else {"card_overrides": card_overrides}),
-            **result}
+            **({"sb3_hyperparameters": ZOO_SAC[task][0]} if library == "sb3"
+               else {"card_overrides": card_overrides or {}}), **result}
 
 
 def key(lib: str, task: str, seed: int, threshold: float, budget: int, threads: int, sets: dict[str, Any]) -> str:
@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                                        f"on {', '.join(ZOO_SAC)} (or run --libraries robotrl)")
         seeds = [int(s) for s in args.seeds.split(",")]
         card_overrides = parse_overrides(args.set)
-        for task in tasks:  # a bad key or value fails here, in one line, not after the first SB3 run
-            build_run(task, args.algo, seed=0, overrides=card_overrides).env.close()
+        # the card's torch threads with --set applied; a bad key or value fails here, in one line, before any run
+        card_threads = {task: card_configs(load_card(task), args.algo, card_overrides)[0].torch_threads
+                        for task in tasks}
     except (RobotrlError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         every = args.eval_every or max(budget // 30, 1)
         for seed in seeds:
             for lib in libraries:  # alternating A B per seed
-                threads = args.sb3_threads if lib == "sb3" else args.threads or card_threads(task, args.algo)
+                threads = args.sb3_threads if lib == "sb3" else args.threads or card_threads[task]
                 if key(lib, task, seed, THRESHOLDS[task][1], budget, threads, card_overrides) in done:
                     continue
                 r = run_one(lib, task, args.algo, seed, budget, every, args.eval_episodes, threads, card_overrides)
