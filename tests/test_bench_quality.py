@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,17 @@ def test_sb3_warms_up_with_the_cards_scripted_policy_on_the_raw_observation():
         flat = np.concatenate([buffer.observations[key][t, 0] for key in goals.slices])
         np.testing.assert_allclose(buffer.actions[t, 0], np.clip(replay(flat), -1, 1), atol=1e-4)
     assert np.abs(buffer.actions[:40]).max() > 0.1  # the script moves the arm
+
+
+def test_parallel_jobs_split_the_cores_instead_of_each_taking_the_cards_threads(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))  # the spawned workers import the tool by name, as its CLI does
+    monkeypatch.delitem(sys.modules, "bench_quality", raising=False)
+    bench = importlib.import_module("bench_quality")
+    code = bench.main(["--task", "pendulum", "--algos", "sac", "--steps", "200", "--seeds", "1,2", "--episodes", "1",
+                       "--libraries", "robotrl", "--set", "warmup_steps=100", "--set", "torch_threads=64",
+                       "--jobs", "2", "--json"])
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["seed"] for r in rows) == [1, 2]
+    assert {r["threads"] for r in rows} == {bench.jobs_thread_cap(2)} and bench.jobs_thread_cap(2) < 64
+    assert bench.jobs_thread_cap(1) is None  # one run at a time keeps the card's threads

@@ -13,8 +13,9 @@ evaluated every `eval_every` steps on the selection block for learning curves (a
 uses it); a curve's last point is the report figure.
 
 Needs the bench extra:  pip install -c constraints.txt -e ".[bench]"
-Runs are independent processes (--jobs, one torch thread each by default); do not time anything else
-on the machine meanwhile. With --save, the file is rewritten after every finished run, so an interrupted
+Runs are independent processes (--jobs); each takes its card's torch threads, capped at the machine's cores
+divided by --jobs so parallel runs never oversubscribe the cores. Do not time anything else on the machine
+meanwhile. With --save, the file is rewritten after every finished run, so an interrupted
 benchmark keeps what it finished (--load prints it, --resume runs only what is missing); each run records
 its --set overrides and the commit it ran at.
 """
@@ -25,6 +26,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +46,21 @@ from robotrl.evaluate import run_episodes
 from robotrl.run import build_run, run_policy, run_values, train
 
 LIBRARIES = ("robotrl", "sb3")
+_thread_cap: int | None = None  # set in each --jobs worker: the cores one parallel run may use
+
+
+def _set_thread_cap(cap: int) -> None:
+    global _thread_cap
+    _thread_cap = cap
+
+
+def jobs_thread_cap(jobs: int) -> int | None:
+    """The torch threads each of `jobs` parallel runs may use: the cores divided among them (None: one run)."""
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+def _set_threads(requested: int) -> None:
+    torch.set_num_threads(requested if _thread_cap is None else min(requested, _thread_cap))
 
 
 def sb3_on_policy_kwargs(algo: str, loop_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
@@ -182,7 +199,7 @@ def run_sb3(task: str, algo: str, seed: int, steps: int, episodes: int, override
 
     card = load_card(task)
     loop_cfg, algo_cfg = card_configs(card, algo, overrides)
-    torch.set_num_threads(loop_cfg.torch_threads)
+    _set_threads(loop_cfg.torch_threads)
     eval_env = make_env(card, normalize_actions=False)
     low, high = eval_env.action_space.low, eval_env.action_space.high
     goals = goal_wrapper(eval_env)  # goal tasks: SB3 trains on the Dict observation (MultiInputPolicy + HER)
@@ -260,6 +277,7 @@ def run_robotrl(task: str, algo: str, seed: int, steps: int, episodes: int, over
     import robotrl
 
     run = build_run(task, algo, seed=seed, overrides=overrides)
+    _set_threads(run.loop_cfg.torch_threads)
     t0 = time.perf_counter()
     try:
         train(run, steps, progress=False)
@@ -414,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                     for r in results}
             jobs = [job for job in jobs if _job_key(*job[:5], job[6]) not in done]
             print(f"resume: {len(results)} finished runs kept from {args.save}, {len(jobs)} to run", file=sys.stderr)
-    pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) if args.jobs > 1 else None
+    pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"), initializer=_set_thread_cap,
+                               initargs=(jobs_thread_cap(args.jobs),)) if args.jobs > 1 else None
     try:
         finished = as_completed([pool.submit(run_one, job) for job in jobs]) if pool else map(run_one, jobs)
         for r in finished:
