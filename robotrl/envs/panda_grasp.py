@@ -100,6 +100,10 @@ def _compiled(meshes: bool = True) -> mujoco.MjModel:
     """The Panda scene with a bin area, the object body (one geom per shape; the episode enables one) and an
     over-the-shoulder camera, compiled once per process with the home keyframe at START_TCP."""
     spec = scene_spec(with_cube=False)
+    # Elliptic friction cones (MuJoCo's exact Coulomb cone; the default pyramid approximates it with facets): under
+    # the pyramid, small objects slid out of a closed grip during the lift (the noise-free script lifted 44% of the
+    # held-out objects smaller than the training range, 60% with elliptic cones; 70% -> 78% of all held-out ones)
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     world = spec.worldbody
     world.add_geom(name="bin", type=mujoco.mjtGeom.mjGEOM_BOX, size=[OBJECT_RANGE + 0.03] * 2 + [0.0005],
                    pos=[*BIN_CENTRE, 0.0005], rgba=[0.8, 0.8, 0.8, 1], contype=0, conaffinity=0)
