@@ -15,6 +15,7 @@ from robotrl.envs import get_env_state, load_card, set_env_state
 from robotrl.envs.grasp import HELD_OUT_LARGE, HELD_OUT_SMALL, SHAPES, SIZE_RANGES
 from robotrl.envs.panda import MAX_TCP_STEP, WORKSPACE_LOW
 from robotrl.envs.panda_grasp import MAX_SETPOINT_LEAD, MAX_YAW, STATE_OBS_DIM, YAW_LIMIT, PandaGraspEnv
+from robotrl.evaluate import task_source
 
 STAY = np.array([0, 0, 0, 0, -1, -1.0])  # no motion, fingers open, do not terminate
 
@@ -131,8 +132,10 @@ def test_cartesian_actions_move_the_hand_and_yaw_turns_it_within_its_limit():
     assert obs[5] < 0.005
 
 
-def _scripted_success(objects: str, episodes: int, seed0: int, noise: float = 0.0) -> float:
-    env = gym.make("RobotrlPandaGrasp-v0", max_steps=20, max_episode_steps=20, objects=objects)
+def _scripted_success(objects: str, episodes: int, seed0: int, noise: float = 0.0,
+                      object_size: str = "observed") -> float:
+    env = gym.make("RobotrlPandaGrasp-v0", max_steps=20, max_episode_steps=20, objects=objects,
+                   object_size=object_size)
     script, rng, wins = env.unwrapped.scripted_policy(), np.random.default_rng(seed0), 0
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed0 + ep)
@@ -173,8 +176,25 @@ def test_env_state_round_trip_restores_the_object_and_the_yaw_target():
     assert np.array_equal(np.stack(ref), np.stack([other.step(act)[0] for _ in range(3)]))
 
 
+def test_hidden_object_size_zeroes_the_size_for_the_policy_but_not_for_the_script():
+    """object_size="hidden": the observation's size entries are 0 and the export card names the block so; the
+    warm-up script still reads the true size (an ellipsoid's grasp direction needs it) and still lifts."""
+    seen, hidden = (make_env(task_source("panda-grasp", None, {"object_size": mode}))
+                    for mode in ("observed", "hidden"))
+    obs_seen, _ = seen.reset(seed=3)
+    obs_hidden, _ = hidden.reset(seed=3)
+    assert np.all(obs_hidden[13:16] == 0.0) and np.all(obs_seen[13:16] > 0.0)
+    np.testing.assert_array_equal(np.delete(obs_hidden, [13, 14, 15]), np.delete(obs_seen, [13, 14, 15]))
+    np.testing.assert_array_equal(hidden.unwrapped.state_observation(full=True), obs_seen)
+    names = [block["name"] for block in hidden.unwrapped.observation_layout()]
+    assert "object_size_hidden" in names and "object_size" not in names
+    assert _scripted_success("train", 30, seed0=5000, object_size="hidden") >= 0.75
+
+
 def test_bad_object_set_and_missing_horizon_are_one_line_errors():
     with pytest.raises(RobotrlError, match="unknown panda-grasp object set 'novel'; allowed: train, held_out"):
         PandaGraspEnv(objects="novel")
+    with pytest.raises(RobotrlError, match="unknown panda-grasp object_size 'guessed'; allowed: observed, hidden"):
+        PandaGraspEnv(object_size="guessed")
     with pytest.raises(RobotrlError, match="PandaGraspEnv needs a horizon"):
         PandaGraspEnv().reset(seed=0)

@@ -43,10 +43,13 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("panda-pick", "panda-pick-sac", [0]), ("panda-push", "panda-push-into-cube", [0, 1]),
                 ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1]),
                 ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0]),
-                ("panda-grasp", "panda-grasp-at-the-object", [0, 1, 2, 3, 4, 5])]
-# Policies trained on a Panda env built with other control / reward arguments than the card's.
+                ("panda-grasp", "panda-grasp-at-the-object", [0, 1, 2, 3, 4, 5]),
+                ("panda-grasp", "panda-grasp-hidden-size", [0, 1])]
+# Policies trained on a Panda env built with other control / reward / observation arguments than the card's.
 VARIANTS = {"panda-push-joint-dense": ("RobotrlPandaPush-v0", {"control": "joint", "reward_type": "dense"}),
-            "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"})}
+            "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"}),
+            "panda-grasp-hidden-size": ("RobotrlPandaGrasp-v0", {"object_size": "hidden", "max_steps": 20,
+                                                                 "max_episode_steps": 20})}
 
 
 @dataclass
@@ -97,7 +100,7 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if "pt2" in exported.files:
             paths[f"{task}-sac-pt2"] = Path(exported.files["pt2"])
     for variant, (env_id, kwargs) in VARIANTS.items():
-        agent = tiny_sac(gym.make(env_id, max_episode_steps=50, **kwargs))
+        agent = tiny_sac(gym.make(env_id, **{"max_episode_steps": 50, **kwargs}))
         paths[variant] = Path(agent.export(out / f"{variant}.pt", formats="pt").files["pt"])
     paths["pendulum-balancing"] = balancing_pendulum_policy(out / "pendulum-balancing.pt")
     paths["panda-push-into-cube"] = cube_pushing_policy(out / "panda-push-into-cube.pt", paths["panda-push-sac"])
@@ -187,7 +190,8 @@ def last_json_line(stdout: str) -> dict:
 def python_episode(task: str, policy_path: Path, seed: int, policy_name: str = "") -> Episode:
     if policy_name in VARIANTS:
         env_id, kwargs = VARIANTS[policy_name]
-        env = make_env(gym.make(env_id, max_episode_steps=load_card(task).horizon, **kwargs), normalize_actions=False)
+        env = make_env(gym.make(env_id, **{**kwargs, "max_episode_steps": load_card(task).horizon}),
+                       normalize_actions=False)
     else:
         env = make_env(task, normalize_actions=False)
     policy = load_policy(policy_path)
@@ -238,7 +242,11 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
     got = recorded_episodes(record)
     if policy == "pendulum-balancing":
         assert all(len(episode.actions) == horizon for episode in expected), "the controller should balance"
-    if policy in VARIANTS:  # the card told the runtime how this policy acts and is scored
+    if policy == "panda-grasp-hidden-size":  # the card told the runtime to hide the size, as Python did
+        card = json.loads(policies[policy].with_suffix(".json").read_text())
+        assert "object_size_hidden" in [block["name"] for block in card["observation_layout"]]
+        assert all(np.all(e.observations[:, 13:16] == 0.0) for e in expected)
+    elif policy in VARIANTS:  # the card told the runtime how this policy acts and is scored
         card = json.loads(policies[policy].with_suffix(".json").read_text())
         assert (card["control"]["mode"], card["reward"]["type"]) == ("joint", "dense")
         assert summary["returns"][0] != round(summary["returns"][0]), "a dense return is not a whole number"
@@ -351,6 +359,8 @@ def test_format_flag_overrides_the_extension(runtime: Path, policies: dict[str, 
     ("panda-reach", "panda-reach-sac", {"reward": {"type": "shaped"}},
      "task 'panda-reach' has no reward type 'shaped' in this runtime; it scores sparse, dense"),
     ("reach", "reach-sac", {"control": {"mode": "joint"}}, "task 'reach' has no control mode 'joint'"),
+    ("panda-reach", "panda-reach-sac", {"observation_layout": [{"name": "object_size_hidden", "slice": [0, 3]}]},
+     "task 'panda-reach' has no hidden object size in this runtime; only panda-grasp does"),
 ])
 def test_a_card_control_or_reward_the_runtime_lacks_is_a_one_line_error(runtime: Path, policies: dict[str, Path],
                                                                         task: str, policy: str, section: dict,

@@ -72,6 +72,11 @@ LIFT_HEIGHT = 0.1
 # the scripted grasp closes its pads (8 mm either side of the TCP) at the object's centre, at least this high
 GRASP_TCP_Z = 0.01
 OBJECT_SETS = ("train", "held_out")
+# object_size="hidden": the state observation's object_size entries are always 0 (the export card names the block
+# HIDDEN_SIZE_BLOCK and the C++ runtime zeroes them too); the object's centre already gives the grasp height, and a
+# held-out size is an input the critic never saw in training
+OBJECT_SIZE_MODES = ("observed", "hidden")
+HIDDEN_SIZE_BLOCK = "object_size_hidden"
 OBSERVATIONS = ("state", "pixels")
 # setpoint_minus_tcp 3 and yaw_target_minus_yaw 1 (the commanded pose the arm is still moving to), before the time left
 SETPOINT_ENTRIES = 4
@@ -131,16 +136,21 @@ class PandaGraspEnv(MujocoEnv):
 
     def __init__(self, max_steps: int | None = None, objects: str = "train", obs: str = "state",
                  image_size: int = 64, pixel_camera: str = SHOULDER_CAMERA, lift_seconds: float = 1.0,
-                 **kwargs: Any) -> None:
+                 object_size: str = "observed", **kwargs: Any) -> None:
         """max_steps: the horizon (robotrl.make_env passes the task card's); objects: "train" or "held_out";
-        obs: "state" or "pixels" (an image_size x image_size RGB image from pixel_camera)."""
+        obs: "state" or "pixels" (an image_size x image_size RGB image from pixel_camera); object_size: "observed"
+        or "hidden" (the state observation's size entries always 0; pixels never observe it)."""
         if objects not in OBJECT_SETS:
             raise RobotrlError(f"unknown panda-grasp object set '{objects}'; allowed: {', '.join(OBJECT_SETS)}")
         if obs not in OBSERVATIONS:
             raise RobotrlError(f"unknown panda-grasp observation '{obs}'; allowed: {', '.join(OBSERVATIONS)}")
+        if object_size not in OBJECT_SIZE_MODES:
+            raise RobotrlError(f"unknown panda-grasp object_size '{object_size}'; allowed: "
+                               f"{', '.join(OBJECT_SIZE_MODES)}")
         if not 16 <= image_size <= 256:
             raise RobotrlError(f"panda-grasp image_size must be in 16..256 pixels, got {image_size}")
         self._max_steps, self.objects, self.obs_mode, self.lift_seconds = max_steps, objects, obs, lift_seconds
+        self.object_size = object_size
         self.image_shape = (3, image_size, image_size) if obs == "pixels" else None
         self.pixel_camera, self._pixel_renderer = pixel_camera, None
         if obs == "pixels":
@@ -223,7 +233,9 @@ class PandaGraspEnv(MujocoEnv):
     def scripted_policy(self) -> SetpointScript | PrivilegedScript:
         script = ScriptedGrasp(max_move=MAX_TCP_STEP, max_yaw=MAX_YAW, grasp_z=GRASP_TCP_Z, at_object_centre=True,
                                descend_within=0.02)
-        return SetpointScript(script) if self.obs_mode == "state" else PrivilegedScript(SetpointScript(script), self)
+        if self.obs_mode == "state" and self.object_size == "observed":
+            return SetpointScript(script)
+        return PrivilegedScript(SetpointScript(script), self)  # the script reads the size (an ellipsoid's yaw)
 
     # ---------------------------------------------------------------- stepping
     def _control(self, tcp_target: np.ndarray, finger: float) -> None:
@@ -317,7 +329,8 @@ class PandaGraspEnv(MujocoEnv):
             self._pixel_renderer = None
         super().close()
 
-    def state_observation(self) -> np.ndarray:
+    def state_observation(self, full: bool = False) -> np.ndarray:
+        """The state observation; with object_size="hidden" its size entries are 0 unless `full` (the script's view)."""
         d, o = self.data, self._object
         yaw = self.hand_yaw()
         quat = d.qpos[o + 3:o + 7].copy()
@@ -326,8 +339,9 @@ class PandaGraspEnv(MujocoEnv):
         one_hot = np.zeros(len(SHAPES))
         one_hot[self.shape] = 1.0
         remaining = (self.max_steps - self.steps) / self.max_steps
+        size = self._object_size() if full or self.object_size == "observed" else np.zeros(3)
         return np.concatenate([self.tcp_position(), [math.sin(yaw), math.cos(yaw), 2 * d.qpos[self._finger]],
-                               d.qpos[o:o + 3] - self.tcp_position(), quat, self._object_size(), one_hot,
+                               d.qpos[o:o + 3] - self.tcp_position(), quat, size, one_hot,
                                self._setpoint_error(yaw), [remaining]])
 
     def _setpoint_error(self, yaw: float) -> list[float]:
@@ -345,7 +359,8 @@ class PandaGraspEnv(MujocoEnv):
                        f"as numbers, row-major from the top-left pixel", "", c * h * w)]
         else:
             layout = [("tcp_position", "m", 3), ("hand_yaw_sin_cos", "", 2), ("finger_width", "m", 1),
-                      ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4), ("object_size", "m", 3),
+                      ("object_minus_tcp", "m", 3), ("object_quaternion_wxyz", "", 4),
+                      ("object_size" if self.object_size == "observed" else HIDDEN_SIZE_BLOCK, "m", 3),
                       ("object_shape_one_hot " + "/".join(SHAPES), "", 5), ("setpoint_minus_tcp", "m", 3),
                       ("yaw_target_minus_yaw", "rad", 1), ("horizon_fraction_left", "", 1)]
         return [{"name": n, "unit": u, "width": w} for n, u, w in layout]
@@ -419,8 +434,9 @@ class SetpointScript:
 
 
 class PrivilegedScript:
-    """The scripted grasp for a pixels env: it ignores the image observation and acts on the simulator's state
-    observation (a demonstrator with privileged information, for QT-Opt's first data)."""
+    """The scripted grasp for a pixels env, or a state env with its object size hidden: it ignores the observation
+    and acts on the simulator's full state observation (a demonstrator with privileged information, for QT-Opt's
+    first data)."""
 
     def __init__(self, script: SetpointScript, env: PandaGraspEnv) -> None:
         self.script, self.env = script, env
@@ -429,7 +445,7 @@ class PrivilegedScript:
         self.script.reset()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return self.script(self.env.state_observation())
+        return self.script(self.env.state_observation(full=True))
 
     def state_dict(self) -> dict[str, int]:
         return self.script.state_dict()

@@ -253,6 +253,20 @@ std::string card_string(const json::Value& card, const std::string& section, con
   return value->string;
 }
 
+// Whether the card's observation_layout has a block of this name (panda-grasp's "object_size_hidden": the policy
+// was trained with those entries at 0).
+bool card_has_block(const json::Value& card, const std::string& name) {
+  const json::Value* layout = card.find("observation_layout");
+  if (layout == nullptr || layout->kind != json::Value::Kind::Array) return false;
+  for (const json::Value& block : layout->array) {
+    const json::Value* block_name = block.find("name");
+    if (block_name != nullptr && block_name->kind == json::Value::Kind::String && block_name->string == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // A card written by robotrl export sits next to the .pt / .pt2. When it names another task, or a frame skip that
 // differs from the task table's, refuse to run; when it records a horizon (a user may have edited the task card
 // before training), episodes truncate there, as evaluation in Python did. Its control mode and reward type configure
@@ -293,7 +307,8 @@ Task apply_card(const std::string& policy_path, const Task& task) {
     }
     effective.horizon = static_cast<int>(horizon->number);
   }
-  return configured_task(effective, card_string(card, "control", "mode"), card_string(card, "reward", "type"));
+  return configured_task(effective, card_string(card, "control", "mode"), card_string(card, "reward", "type"),
+                         card_has_block(card, "object_size_hidden"));
 }
 
 // The action's bounds: each actuator's ctrlrange (a dimension without limits gets +-inf), or [-1, 1] per dimension

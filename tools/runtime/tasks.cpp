@@ -508,6 +508,13 @@ std::vector<double> panda_grasp_observe(const mjModel* model, const mjData* data
   return obs;
 }
 
+// PandaGraspEnv(object_size="hidden"): the same observation with the object's size entries (13..15) at 0.
+std::vector<double> panda_grasp_observe_hidden_size(const mjModel* model, const mjData* data) {
+  std::vector<double> obs = panda_grasp_observe(model, data);
+  for (int i = 13; i < 16; ++i) obs[i] = 0.0;
+  return obs;
+}
+
 // PandaGraspEnv._lift_test: close in place, raise the hand, hold; the object's lowest point LIFT_HEIGHT above the
 // table and touching both finger pads.
 bool grasp_lift_test(const mjModel* model, mjData* data, int frame_skip) {
@@ -567,10 +574,15 @@ const std::vector<Task>& all_tasks() {
   return tasks;
 }
 
-Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type) {
+Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type,
+                     bool object_size_hidden) {
   const bool panda = task.apply_action == panda_apply_action;
   const bool grasp = task.apply_action == panda_grasp_apply_action;
   Task configured = task;
+  if (object_size_hidden && !grasp) {
+    throw RuntimeError("task '" + task.name + "' has no hidden object size in this runtime; only panda-grasp does");
+  }
+  if (object_size_hidden) configured.observe = panda_grasp_observe_hidden_size;
   if (panda && control_mode == "joint") {
     configured.action_width = 8;  // 7 joint deltas and the fingers
     configured.apply_action = panda_apply_joint_action;

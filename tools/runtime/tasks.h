@@ -59,8 +59,10 @@ struct Task {
 
 const std::vector<Task>& all_tasks();
 // The task as an export card's "control" mode ("ee", "joint") and "reward" type ("sparse", "dense") configure it
-// (the Panda tasks take both; every other task only its defaults). Throws RuntimeError naming what is allowed.
-Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type);
+// (the Panda tasks take both; every other task only its defaults), and for panda-grasp whether the observation's
+// object size is hidden (always 0). Throws RuntimeError naming what is allowed.
+Task configured_task(const Task& task, const std::string& control_mode, const std::string& reward_type,
+                     bool object_size_hidden = false);
 // Throws RuntimeError listing the known task names.
 const Task& find_task(const std::string& name);
 
