@@ -21,7 +21,7 @@ import torch
 
 from robotrl import SAC, load_policy, make_env
 from robotrl.envs import load_card
-from robotrl.export import script_policy
+from robotrl.export import interface_card, script_policy
 from robotrl.nets import DeployedPolicy
 
 # One build of tools/runtime serves every test here, so they all run on the same xdist worker.
@@ -161,7 +161,8 @@ def grasping_policy(path: Path) -> Path:
     env = make_env("panda-grasp")
     mujoco.mj_saveModel(env.unwrapped.runtime_scene(), str(path.with_suffix(".mjb")), None)
     path.with_suffix(".json").write_text(json.dumps({"task": "panda-grasp", "frame_skip": 20, "horizon": 20,
-                                                     "scene": {"file": path.with_suffix(".mjb").name}}))
+                                                     "scene": {"file": path.with_suffix(".mjb").name},
+                                                     **interface_card(env)}))  # the card's observation layout
     return path
 
 
