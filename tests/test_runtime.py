@@ -506,10 +506,17 @@ def test_panda_grasp_draws_its_objects_from_the_cpp_rng_and_needs_them_in_initia
         runtime: Path, policies: dict[str, Path], tmp_path: Path) -> None:
     """RNG resets put a training object at rest in the bin (seeded); an initial state must name its object."""
     policy = policies["panda-grasp-at-the-object"]
+    observed = tmp_path / "observed-size.pt"  # the same policy with a card that lets the runtime observe the size
+    shutil.copy(policy, observed)
+    shutil.copy(policy.with_suffix(".mjb"), observed.with_suffix(".mjb"))
+    card = json.loads(policy.with_suffix(".json").read_text())
+    card.pop("observation_layout", None)
+    card["scene"] = {"file": observed.with_suffix(".mjb").name}
+    observed.with_suffix(".json").write_text(json.dumps(card))
     records = []
     for name in ("a", "b"):
         record = tmp_path / f"{name}.json"
-        result = run_runtime(runtime, "--policy", policy, "--task", "panda-grasp", "--episodes", "6", "--seed", "3",
+        result = run_runtime(runtime, "--policy", observed, "--task", "panda-grasp", "--episodes", "6", "--seed", "3",
                              "--record", record, "--json")
         assert result.returncode == 0, result.stderr
         records.append(recorded_episodes(record))
