@@ -44,12 +44,14 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1]),
                 ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0]),
                 ("panda-grasp", "panda-grasp-at-the-object", [0, 1, 2, 3, 4, 5]),
-                ("panda-grasp", "panda-grasp-hidden-size", [0, 1])]
+                ("panda-grasp", "panda-grasp-hidden-size", [0, 1]), ("panda-grasp", "panda-grasp-observed-size", [0])]
 # Policies trained on a Panda env built with other control / reward / observation arguments than the card's.
 VARIANTS = {"panda-push-joint-dense": ("RobotrlPandaPush-v0", {"control": "joint", "reward_type": "dense"}),
             "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"}),
             "panda-grasp-hidden-size": ("RobotrlPandaGrasp-v0", {"object_size": "hidden", "max_steps": 20,
-                                                                 "max_episode_steps": 20})}
+                                                                 "max_episode_steps": 20}),
+            "panda-grasp-observed-size": ("RobotrlPandaGrasp-v0", {"object_size": "observed", "max_steps": 20,
+                                                                   "max_episode_steps": 20})}
 
 
 @dataclass
@@ -247,6 +249,8 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
         card = json.loads(policies[policy].with_suffix(".json").read_text())
         assert "object_size_hidden" in [block["name"] for block in card["observation_layout"]]
         assert all(np.all(e.observations[:, 13:16] == 0.0) for e in expected)
+    elif policy == "panda-grasp-observed-size":  # the size reaches the policy in both
+        assert all(np.all(e.observations[:, 13] > 0.0) for e in expected)
     elif policy in VARIANTS:  # the card told the runtime how this policy acts and is scored
         card = json.loads(policies[policy].with_suffix(".json").read_text())
         assert (card["control"]["mode"], card["reward"]["type"]) == ("joint", "dense")
