@@ -253,8 +253,8 @@ std::string card_string(const json::Value& card, const std::string& section, con
   return value->string;
 }
 
-// Whether the card's observation_layout has a block of this name (panda-grasp's "object_size_hidden": the policy
-// was trained with those entries at 0).
+// Whether the card's observation_layout has a block of this name (panda-grasp's "object_size_hidden",
+// robotrl/envs/panda_grasp.py HIDDEN_SIZE_BLOCK: the policy was trained with those entries at 0).
 bool card_has_block(const json::Value& card, const std::string& name) {
   const json::Value* layout = card.find("observation_layout");
   if (layout == nullptr || layout->kind != json::Value::Kind::Array) return false;
