@@ -90,6 +90,8 @@ SHOULDER_CAMERA = "shoulder"
 # 10 Hz control (20 physics steps of 5 ms), as `grasp`: the arm's servos settle within a step, so each step moves
 # the hand by what it commands and a grasp takes ~10 steps, short enough for QT-Opt's gamma 0.9 to see the lift
 GRASP_FRAME_SKIP = 20
+# metres past closed that the finger servo's target reaches at the command "closed" (see _compiled)
+FINGER_SQUEEZE = 0.02
 
 
 def _look_at(pos: np.ndarray, target: np.ndarray) -> list[float]:
@@ -109,6 +111,14 @@ def _compiled(meshes: bool = True) -> mujoco.MjModel:
     # the pyramid, small objects slid out of a closed grip during the lift (the noise-free script lifted 44% of the
     # held-out objects smaller than the training range, 60% with elliptic cones; 70% -> 78% of all held-out ones)
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    # A closed hand squeezes: Menagerie's finger servo pulls each finger towards its command with 350 N/m, so
+    # "closed" (command 0) pressed a 2.5 cm object with ~4 N, which a lift's acceleration pulled out of the pads
+    # (the real hand grasps with up to 70 N continuous, Franka's datasheet). The same commands now drive the servo
+    # to a target FINGER_SQUEEZE past closed (open stays open): 7-18 N on the objects here
+    fingers = spec.actuator(PREFIX + "actuator8")
+    kp = -fingers.biasprm[1]
+    fingers.gainprm[0] = kp * (FINGER_MAX + FINGER_SQUEEZE) / FINGER_MAX
+    fingers.biasprm[0] = -kp * FINGER_SQUEEZE
     world = spec.worldbody
     world.add_geom(name="bin", type=mujoco.mjtGeom.mjGEOM_BOX, size=[OBJECT_RANGE + 0.03] * 2 + [0.0005],
                    pos=[*BIN_CENTRE, 0.0005], rgba=[0.8, 0.8, 0.8, 1], contype=0, conaffinity=0)
@@ -239,8 +249,8 @@ class PandaGraspEnv(MujocoEnv):
 
     # ---------------------------------------------------------------- stepping
     def _control(self, tcp_target: np.ndarray, finger: float) -> None:
-        """One control step: IK to joint targets for the TCP at `tcp_target` and the yaw target, the fingers at
-        `finger` metres each."""
+        """One control step: IK to joint targets for the TCP at `tcp_target` and the yaw target, the finger
+        servo's command at `finger` (metres each when open; 0, closed, squeezes FINGER_SQUEEZE past it)."""
         self.data.ctrl[:7] = self.ik.joint_targets(self.data, tcp_target, tcp_rotation(self.yaw_target))
         self.data.ctrl[7] = finger
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
