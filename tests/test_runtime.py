@@ -138,16 +138,18 @@ def cube_pushing_policy(path: Path, exported_push: Path) -> Path:
 
 class GraspAtTheObject(torch.nn.Module):
     """Over the object (observation[6:9] - observation[21:24] = object - setpoint), down to its centre while turning
-    the hand, close once there, terminate once the fingers have closed in (observation[5], the finger width):
-    episodes end in lift tests, some held, so parity covers the setpoint, the yaw IK, the object's contacts and the
+    the hand, close once there, terminate once the fingers have closed in (observation[5], the finger width); for an
+    object in the bin's +y half (TCP y + object-minus-TCP y), close 3 cm above its centre instead: episodes end in
+    lift tests, some held and some not, so parity covers the setpoint, the yaw IK, the object's contacts and the
     lift."""
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         rel = obs[..., 6:9] - obs[..., 21:24]
         ones = torch.ones_like(rel[..., :1])
+        above = torch.where(obs[..., 1:2] + obs[..., 7:8] > 0.0, 0.03 * ones, 0.0 * ones)
         near = (rel[..., 0:1] ** 2 + rel[..., 1:2] ** 2) < 0.02 ** 2
-        down = torch.where(near, torch.clamp(0.9 * rel[..., 2:3] / 0.05, -1.0, 1.0), 0.0 * ones)
-        there = near & (rel[..., 2:3].abs() < 0.006)
+        down = torch.where(near, torch.clamp(0.9 * (rel[..., 2:3] + above) / 0.05, -1.0, 1.0), 0.0 * ones)
+        there = near & ((rel[..., 2:3] + above).abs() < 0.006)
         turn = torch.tanh(30.0 * rel[..., 0:1])
         return torch.cat([torch.clamp(0.9 * rel[..., 0:2] / 0.05, -1.0, 1.0), down, turn,
                           torch.where(there, ones, -ones), torch.where(obs[..., 5:6] < 0.075, ones, -ones)], dim=-1)
