@@ -30,7 +30,9 @@ pytestmark = pytest.mark.xdist_group("cpp_runtime")
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DIR = ROOT / "tools" / "runtime"
 SHIPPED_REACH_POLICY = ROOT / "policies" / "reach-sac.pt"
-SHIPPED_PANDA_POLICIES = {task: ROOT / "policies" / f"{task}-sac.pt" for task in ("panda-push", "panda-pick")}
+SHIPPED_PANDA_POLICIES = {"panda-push": ROOT / "policies" / "panda-push-sac.pt",
+                          "panda-pick": ROOT / "policies" / "panda-pick-sac.pt",
+                          "panda-grasp": ROOT / "policies" / "panda-grasp-qtopt.pt"}
 ACTION_TOLERANCE = 1e-5
 RETURN_TOLERANCE = 1e-4
 # (task, policy, reset seeds compared). The tiny SAC pendulum policy falls within a dozen steps, so pendulum
@@ -44,7 +46,8 @@ PARITY_CASES = [("pendulum", "pendulum-sac", [0, 1, 2, 3, 4]), ("pendulum", "pen
                 ("panda-push", "panda-push-shipped", [0, 1]), ("panda-pick", "panda-pick-shipped", [0, 1]),
                 ("panda-push", "panda-push-joint-dense", [0, 1]), ("panda-reach", "panda-reach-joint-dense", [0]),
                 ("panda-grasp", "panda-grasp-at-the-object", [0, 1, 2, 3, 4, 5]),
-                ("panda-grasp", "panda-grasp-hidden-size", [0, 1]), ("panda-grasp", "panda-grasp-observed-size", [0])]
+                ("panda-grasp", "panda-grasp-hidden-size", [0, 1]), ("panda-grasp", "panda-grasp-observed-size", [0]),
+                ("panda-grasp", "panda-grasp-shipped", [0, 1])]
 # Policies trained on a Panda env built with other control / reward / observation arguments than the card's.
 VARIANTS = {"panda-push-joint-dense": ("RobotrlPandaPush-v0", {"control": "joint", "reward_type": "dense"}),
             "panda-reach-joint-dense": ("RobotrlPandaReach-v0", {"control": "joint", "reward_type": "dense"}),
@@ -275,19 +278,21 @@ def test_runtime_reproduces_python_episodes(runtime: Path, policies: dict[str, P
 @pytest.mark.parametrize("task", sorted(SHIPPED_PANDA_POLICIES))
 def test_shipped_panda_policies_succeed_in_the_runtime_as_in_python(runtime: Path, task: str,
                                                                     tmp_path: Path) -> None:
-    """The deployed cube policies do their job through the C++ IK and contacts: the runtime's success rate equals
-    Python's episode by episode (same initial states), and it is the trained policy's, not a chance one."""
+    """The deployed cube and grasp policies do their job through the C++ IK and contacts: the runtime's success rate
+    equals Python's episode by episode (same initial states), and it is the trained policy's, not a chance one."""
     seeds = range(10)
     expected = [python_episode(task, SHIPPED_PANDA_POLICIES[task], seed) for seed in seeds]
     states = tmp_path / "initial_states.json"
-    states.write_text(json.dumps([{"qpos": e.qpos, "qvel": e.qvel, "goal": e.goal} for e in expected]))
+    states.write_text(json.dumps([e.initial_state() for e in expected]))
     record = tmp_path / "record.json"
     result = run_runtime(runtime, "--policy", SHIPPED_PANDA_POLICIES[task], "--task", task, "--initial-states",
                          states, "--record", record, "--json")
     assert result.returncode == 0, result.stderr
     summary = last_json_line(result.stdout)
     python_successes = [bool(e.success) for e in expected]
-    runtime_successes = [bool(e.rewards[-1] == 0.0) for e in recorded_episodes(record)]  # sparse: 0 at the goal
+    # the cube tasks' sparse reward is 0 at the goal; panda-grasp's last step adds +1 for a held lift
+    runtime_successes = [bool(e.rewards[-1] > 0.5 if task == "panda-grasp" else e.rewards[-1] == 0.0)
+                         for e in recorded_episodes(record)]
     assert runtime_successes == python_successes
     assert summary["success_rate"] == pytest.approx(np.mean(python_successes))
     assert summary["success_rate"] >= 0.7, f"shipped {task} policy succeeded in {summary['success_rate']:.0%}"
