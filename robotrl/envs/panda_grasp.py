@@ -114,7 +114,7 @@ def _compiled(meshes: bool = True) -> mujoco.MjModel:
     # A closed hand squeezes: Menagerie's finger servo pulls each finger towards its command with 350 N/m, so
     # "closed" (command 0) pressed a 2.5 cm object with ~4 N, which a lift's acceleration pulled out of the pads
     # (the real hand grasps with up to 70 N continuous, Franka's datasheet). The same commands now drive the servo
-    # to a target FINGER_SQUEEZE past closed (open stays open): 7-18 N on the objects here
+    # to a target FINGER_SQUEEZE past closed (open stays open): 11-19 N on the objects here
     fingers = spec.actuator(PREFIX + "actuator8")
     kp = -fingers.biasprm[1]
     fingers.gainprm[0] = kp * (FINGER_MAX + FINGER_SQUEEZE) / FINGER_MAX
