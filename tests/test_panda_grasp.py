@@ -181,8 +181,7 @@ def test_a_closed_hand_squeezes_a_small_object_and_an_open_one_opens_fully():
     for seed in range(40):
         obs, _ = env.reset(seed=seed)
         script.reset()
-        size = u.model.geom_size[u._shape_geoms[u.shape]]
-        low = np.array(SIZE_RANGES[SHAPES[u.shape]][0])
+        size, low = u._object_size(), np.array(SIZE_RANGES[SHAPES[u.shape]][0])
         if not np.all(size[low > 0] < low[low > 0]):
             continue
         for _ in range(12):  # the script closes on the object within ~10 steps and terminates after

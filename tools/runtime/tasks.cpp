@@ -447,8 +447,8 @@ double grasp_hand_yaw(const mjData* data, const PandaIndex& index) {
 }
 
 // The ctrl of panda_grasp._control: IK for the TCP at `target` with the hand down at the yaw target (the rotation
-// of panda_grasp.tcp_rotation), the finger servo's command at `finger` (the exported scene's actuator maps 0, closed, to a
-// target FINGER_SQUEEZE past closed, as in Python).
+// of panda_grasp.tcp_rotation), the finger servo's command at `finger` (the exported scene's actuator maps 0,
+// closed, to a target FINGER_SQUEEZE past closed, as in Python).
 void grasp_set_ctrl(const mjModel* model, mjData* data, const PandaIndex& index, const double target[3],
                     double finger) {
   double c = std::cos(g_grasp_yaw_target), s = std::sin(g_grasp_yaw_target);
